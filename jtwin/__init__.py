@@ -1,0 +1,45 @@
+"""jtwin: a GPU-accelerated, differentiable engine for operational digital twins.
+
+A twin T = (M, D, U, S) couples a model (``jtwin.models``), data assimilation
+(``jtwin.estimation``), optimisation-based actuation (``jtwin.qp``,
+``jtwin.control``) and synchronisation with a physical plant.  All numerics are
+pure JAX: ``jit`` for CPU/GPU, ``vmap`` over scenarios, ``grad`` end to end.
+
+Precision: importing jtwin enables JAX's 64-bit mode
+(``jax.config.update("jax_enable_x64", True)``), because Kalman filtering and
+ADMM QP solving need float64 to reach their accuracy targets.  Set the
+environment variable ``JTWIN_ENABLE_X64=0`` before importing jtwin to keep JAX's
+32-bit default (e.g. for float32 GPU throughput runs); every function follows
+the dtype of the arrays it is given.
+"""
+
+import os as _os
+
+import jax as _jax
+
+if _os.environ.get("JTWIN_ENABLE_X64", "1") != "0":
+    _jax.config.update("jax_enable_x64", True)
+
+__version__ = "0.1.0"
+
+from . import (  # noqa: E402
+    control,
+    distributed,
+    drift,
+    estimation,
+    models,
+    qp,
+    schedule,
+    validation,
+)
+
+__all__ = [
+    "control",
+    "distributed",
+    "drift",
+    "estimation",
+    "models",
+    "qp",
+    "schedule",
+    "validation",
+]

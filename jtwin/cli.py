@@ -1,0 +1,41 @@
+"""The ``jtwin`` command line: ``jtwin run CONFIG`` and, as they land, more subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .run import run_config
+
+    print(run_config(args.config, scenarios=args.scenarios, steps=args.steps))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jtwin",
+        description="jtwin: GPU-accelerated, differentiable digital twins on JAX.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="simulate the plant/twin described by a TOML config")
+    run.add_argument("config", help="path to a TOML config (e.g. configs/building.toml)")
+    run.add_argument("--scenarios", type=int, default=None, help="override [simulation].scenarios")
+    run.add_argument("--steps", type=int, default=None, help="override [simulation].steps")
+    run.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:  # bad config or input: one clear line
+        print(f"jtwin {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

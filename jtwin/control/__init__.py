@@ -1,0 +1,1 @@
+"""jtwin.control (being built)."""

@@ -1,0 +1,1 @@
+"""jtwin.distributed (being built)."""

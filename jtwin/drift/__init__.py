@@ -1,0 +1,1 @@
+"""jtwin.drift (being built)."""

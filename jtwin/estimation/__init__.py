@@ -1,0 +1,1 @@
+"""jtwin.estimation (being built)."""

@@ -1,0 +1,1 @@
+"""jtwin.qp (being built)."""

@@ -1,0 +1,1 @@
+"""jtwin.schedule (being built)."""

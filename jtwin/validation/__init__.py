@@ -1,0 +1,1 @@
+"""jtwin.validation (being built)."""
