@@ -1,0 +1,175 @@
+"""TOML configs -> objects.  Every error names the offending field (``plant.params.zones`` …).
+
+A config describes a plant and how to run it::
+
+    [plant]
+    kind = "building"            # building | cstr | inventory | lorenz96
+    [plant.params]               # keyword arguments of the plant's builder (see jtwin.models.library)
+    zones = 3
+    [simulation]
+    scenarios = 64               # independent noise / initial-state draws (vmapped)
+    steps = 168                  # sample periods
+    seed = 0
+    x0 = [21.0, 21.0, 21.0, 20.0, 20.0, 20.0]   # optional mean initial state (default: zeros)
+    x0_std = 0.5                 # std of the initial-state draw
+    [weather]                    # building only
+    start_hour = 0               # hour of the TMY3 year at t = 0
+    [controller]
+    kind = "proportional"        # u = clip(gain (setpoint - y), umin, umax)
+    setpoint = 21.0
+    gain = 4.0
+    umin = 0.0
+    umax = 10.0
+"""
+
+from __future__ import annotations
+
+import inspect
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .models import library
+
+PLANTS = {
+    "building": library.building_model,
+    "cstr": library.cstr_model,
+    "inventory": library.inventory_model,
+    "lorenz96": library.lorenz96_model,
+}
+CONTROLLERS = ("none", "proportional")
+
+
+class ConfigError(ValueError):
+    """A config file is malformed or holds an invalid value; the message names the field."""
+
+
+@dataclass(frozen=True)
+class PlantConfig:
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def build(self):
+        """The plant's model (``jtwin.models.AbstractModel``) built from ``kind`` and ``params``."""
+        try:
+            return PLANTS[self.kind](**self.params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"plant.params: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    scenarios: int = 16
+    steps: int = 100
+    seed: int = 0
+    x0: tuple[float, ...] | None = None
+    x0_std: float = 0.0
+
+
+@dataclass(frozen=True)
+class WeatherConfig:
+    start_hour: int = 0
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    kind: str = "none"
+    setpoint: float = 0.0
+    gain: float = 0.0
+    umin: float = float("-inf")
+    umax: float = float("inf")
+
+
+@dataclass(frozen=True)
+class Config:
+    plant: PlantConfig
+    simulation: SimulationConfig
+    weather: WeatherConfig
+    controller: ControllerConfig
+    source: str = "<string>"
+
+
+def _table(data: dict, key: str, path: str, required: bool = False) -> dict:
+    if key not in data:
+        if required:
+            raise ConfigError(f"{path}{key}: missing required table [{path}{key}]")
+        return {}
+    value = data[key]
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}{key}: expected a table, got {type(value).__name__}")
+    return value
+
+
+def _coerce(path: str, value, default):
+    """Check ``value`` against the type of the field's ``default``; return it converted."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = number and isinstance(value, int)
+    elif isinstance(default, float):
+        ok, value = number, float(value) if number else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:  # a vector (default None)
+        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        value = tuple(float(v) for v in value) if ok else value
+    if not ok:
+        expected = "a list of numbers" if default is None else type(default).__name__
+        raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+    return value
+
+
+def _fields(cls, table: dict, path: str):
+    """Build dataclass ``cls`` from ``table``, checking names and types; errors name ``path.field``."""
+    known = cls.__dataclass_fields__
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{path}.{key}: unknown field; expected one of {sorted(known)}")
+    return cls(**{k: _coerce(f"{path}.{k}", v, known[k].default) for k, v in table.items()})
+
+
+def parse_config(data: dict, source: str = "<string>") -> Config:
+    """Validate a parsed TOML document and return a :class:`Config`."""
+    plant = _table(data, "plant", "", required=True)
+    unknown = set(data) - {"plant", "simulation", "weather", "controller"}
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown table; expected plant, simulation, weather, controller")
+    kind = plant.get("kind")
+    if kind not in PLANTS:
+        raise ConfigError(f"plant.kind: expected one of {sorted(PLANTS)}, got {kind!r}")
+    extra = set(plant) - {"kind", "params"}
+    if extra:
+        raise ConfigError(f"plant.{sorted(extra)[0]}: unknown field; expected kind, params")
+    params = _table(plant, "params", "plant.")
+    accepted = inspect.signature(PLANTS[kind]).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    for name in params:
+        if name not in accepted and not takes_any:
+            raise ConfigError(f"plant.params.{name}: not a parameter of the {kind} plant; expected one of {sorted(accepted)}")
+    sim = _fields(SimulationConfig, _table(data, "simulation", ""), "simulation")
+    for name in ("scenarios", "steps"):
+        if getattr(sim, name) < 1:
+            raise ConfigError(f"simulation.{name}: expected a positive integer, got {getattr(sim, name)}")
+    if sim.x0_std < 0:
+        raise ConfigError(f"simulation.x0_std: expected a non-negative number, got {sim.x0_std}")
+    weather = _fields(WeatherConfig, _table(data, "weather", ""), "weather")
+    ctrl = _fields(ControllerConfig, _table(data, "controller", ""), "controller")
+    if ctrl.kind not in CONTROLLERS:
+        raise ConfigError(f"controller.kind: expected one of {list(CONTROLLERS)}, got {ctrl.kind!r}")
+    if not ctrl.umin <= ctrl.umax:
+        raise ConfigError(f"controller.umin: must be <= controller.umax, got {ctrl.umin} > {ctrl.umax}")
+    return Config(PlantConfig(kind, dict(params)), sim, weather, ctrl, source)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from exc
+    return parse_config(data, str(path))

@@ -1,0 +1,118 @@
+"""Continuous-time models integrated over one sample period with diffrax (input held constant)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import diffrax
+import equinox as eqx
+import numpy as np
+
+from .function import UserFunctionModel
+
+_RK4_TABLEAU = diffrax.ButcherTableau(
+    c=np.array([0.5, 0.5, 1.0]),
+    b_sol=np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6]),
+    b_error=np.zeros(4),
+    a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])),
+)
+
+
+class RK4(diffrax.AbstractERK):
+    """The classical fourth-order Runge–Kutta method, for fixed steps only (it has no error estimate)."""
+
+    tableau: ClassVar[diffrax.ButcherTableau] = _RK4_TABLEAU
+    interpolation_cls: ClassVar[Callable] = diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
+
+    def order(self, terms):
+        del terms
+        return 4
+
+
+class ODEModel(UserFunctionModel):
+    """Continuous-time dynamics ``dx/dt = vector_field(t, x, u[, d])`` sampled every ``dt``.
+
+    The transition integrates from ``t`` to ``t + dt`` with ``u`` (and ``d``) held constant
+    (zero-order hold), using diffrax:
+
+    * ``solver``: any diffrax solver, default ``diffrax.Tsit5()``.
+    * ``substeps``: ``None`` (default) for adaptive steps with a PID controller at
+      ``rtol``/``atol``; an integer for that many fixed steps per period (fast under ``vmap``,
+      and the only valid choice for ``RK4``).
+    * ``adjoint``: how gradients are taken, default ``diffrax.RecursiveCheckpointAdjoint()``
+      (memory-bounded backprop through the solver); ``diffrax.BacksolveAdjoint()`` for O(1) memory.
+
+    Measurement and noise as in :class:`~jtwin.models.FunctionModel`.  Parameters of a
+    ``vector_field`` that is an ``equinox.Module`` are learnable (gradients flow through the solve).
+    """
+
+    vector_field: Callable
+    solver: diffrax.AbstractSolver
+    adjoint: diffrax.AbstractAdjoint
+    dt: float = eqx.field(static=True)
+    substeps: int | None = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        vector_field,
+        h,
+        dt: float,
+        Q,
+        R,
+        solver: diffrax.AbstractSolver | None = None,
+        *,
+        input_dim: int = 0,
+        disturbance_dim: int = 0,
+        noise_gain=None,
+        substeps: int | None = None,
+        rtol: float = 1e-8,
+        atol: float = 1e-10,
+        max_steps: int = 4096,
+        adjoint: diffrax.AbstractAdjoint | None = None,
+    ):
+        if not dt > 0:
+            raise ValueError(f"dt: expected a positive sample period, got {dt}")
+        if substeps is not None and (int(substeps) != substeps or substeps < 1):
+            raise ValueError(f"substeps: expected None (adaptive) or a positive integer, got {substeps}")
+        solver = diffrax.Tsit5() if solver is None else solver
+        if substeps is None and isinstance(solver, RK4):
+            raise ValueError("substeps: RK4 has no error estimate; give a fixed number of substeps")
+        self.vector_field = vector_field
+        self.solver = solver
+        self.adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+        self.dt = float(dt)
+        self.substeps = None if substeps is None else int(substeps)
+        self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
+        probe = (
+            (lambda x, u, d: vector_field(0.0, x, u, d)) if disturbance_dim else (lambda x, u, d: vector_field(0.0, x, u))
+        )
+        self._init_common(h, Q, R, input_dim, disturbance_dim, noise_gain, "vector_field(t, x, u)", probe)
+
+    def transition(self, x, u, t=0.0, d=None, dt=None):
+        """Integrate over ``[t, t + dt]`` (``dt`` defaults to the model's sample period)."""
+        dt = self.dt if dt is None else dt
+        args = (u,) if self.disturbance_dim == 0 else (u, d)
+        term = diffrax.ODETerm(lambda s, y, a: self.vector_field(s, y, *a))
+        if self.substeps is None:
+            controller, dt0 = diffrax.PIDController(rtol=self.rtol, atol=self.atol), None
+        else:
+            controller, dt0 = diffrax.ConstantStepSize(), dt / self.substeps
+        sol = diffrax.diffeqsolve(
+            term,
+            self.solver,
+            t0=t,
+            t1=t + dt,
+            dt0=dt0,
+            y0=x,
+            args=args,
+            stepsize_controller=controller,
+            saveat=diffrax.SaveAt(t1=True),
+            max_steps=self.max_steps if self.substeps is None else self.substeps + 1,
+            adjoint=self.adjoint,
+            throw=False,
+        )
+        return sol.ys[-1]
