@@ -38,6 +38,8 @@ PLANTS = {
     "inventory": library.inventory_model,
     "lorenz96": library.lorenz96_model,
 }
+# builders that forward **params to a class of physical parameters
+_PARAMETER_CLASSES = {"building": library.BuildingRC, "cstr": library.CSTRDynamics}
 CONTROLLERS = ("none", "proportional")
 
 
@@ -143,10 +145,14 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
     if extra:
         raise ConfigError(f"plant.{sorted(extra)[0]}: unknown field; expected kind, params")
     params = _table(plant, "params", "plant.")
-    accepted = inspect.signature(PLANTS[kind]).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    accepted = {
+        name
+        for fn in (PLANTS[kind], _PARAMETER_CLASSES.get(kind, PLANTS[kind]))
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    }
     for name in params:
-        if name not in accepted and not takes_any:
+        if name not in accepted:
             raise ConfigError(f"plant.params.{name}: not a parameter of the {kind} plant; expected one of {sorted(accepted)}")
     sim = _fields(SimulationConfig, _table(data, "simulation", ""), "simulation")
     for name in ("scenarios", "steps"):

@@ -1,0 +1,82 @@
+"""Config loader and the jtwin CLI: bad files are rejected with the offending field named."""
+
+import re
+
+import pytest
+
+from jtwin import cli
+from jtwin.config import ConfigError, load_config
+
+GOOD = """
+[plant]
+kind = "building"
+[plant.params]
+zones = 2
+[simulation]
+scenarios = 3
+steps = 5
+x0 = [20.0, 20.0, 18.0, 18.0]
+[controller]
+kind = "proportional"
+setpoint = 21.0
+gain = 5.0
+umin = 0.0
+umax = 5.0
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_loads(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.plant.kind == "building" and cfg.simulation.steps == 5 and cfg.controller.gain == 5.0
+    assert cfg.simulation.x0 == (20.0, 20.0, 18.0, 18.0)
+    assert cfg.plant.build().state_dim == 4
+
+
+@pytest.mark.parametrize(
+    "edit,field",
+    [
+        (lambda s: s.replace('kind = "building"', 'kind = "rocket"'), "plant.kind"),
+        (lambda s: s.replace("zones = 2", "zones = 2\nwings = 3"), "plant.params.wings"),
+        (lambda s: s.replace("steps = 5", 'steps = "five"'), "simulation.steps"),
+        (lambda s: s.replace("steps = 5", "steps = 0"), "simulation.steps"),
+        (lambda s: s.replace("steps = 5", "stpes = 5"), "simulation.stpes"),
+        (lambda s: s.replace("umin = 0.0", "umin = 9.0"), "controller.umin"),
+        (lambda s: s.replace('kind = "proportional"', 'kind = "pid"'), "controller.kind"),
+        (lambda s: s.replace("x0 = [20.0, 20.0, 18.0, 18.0]", 'x0 = ["a"]'), "simulation.x0"),
+        (lambda s: s.replace("[plant]\n", "[plant]\nfoo = 1\n"), "plant.foo"),
+        (lambda s: s.replace("[simulation]", "[simulaton]"), "simulaton"),
+        (lambda s: s.replace("[plant]", "[plant"), "malformed TOML"),
+        (lambda s: s.replace("zones = 2", "zones = -1"), "plant.params"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path, edit, field):
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        load_config(write(tmp_path, edit(GOOD))).plant.build()
+
+
+def test_missing_plant_table(tmp_path):
+    with pytest.raises(ConfigError, match=r"^plant: missing"):
+        load_config(write(tmp_path, "[simulation]\nsteps = 3\n"))
+
+
+def test_cli_run_prints_kpis(tmp_path, capsys):
+    assert cli.main(["run", str(write(tmp_path, GOOD))]) == 0
+    out = capsys.readouterr().out
+    for kpi in ("tracking_rmse", "energy", "peak_power"):
+        assert kpi in out
+    row = next(line for line in out.splitlines() if line.startswith("peak_power"))
+    assert 0.0 <= float(row.split()[1]) <= 2 * 5.0  # two zones, at most umax each
+
+
+def test_cli_reports_bad_config_and_x0_length(tmp_path, capsys):
+    bad = write(tmp_path, GOOD.replace("x0 = [20.0, 20.0, 18.0, 18.0]", "x0 = [20.0]"))
+    assert cli.main(["run", str(bad)]) == 2
+    assert "simulation.x0: expected 4 values" in capsys.readouterr().err
+    assert cli.main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
