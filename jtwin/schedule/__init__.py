@@ -1,1 +1,32 @@
-"""jtwin.schedule (being built)."""
+"""jtwin.schedule — can the twin's loop keep its period on this machine?
+
+EDF schedulability (``Σ C_i/T_i ≤ 1``; for the estimator ``U_other + τ/T +
+k n³/(F T) ≤ 1``), the largest affordable state dimension ``n_max``, and the
+*measured* ``k`` and flop rate of compiled step functions (XLA cost analysis +
+wall time).  The schedulability arithmetic is exact (rational) because its
+answers are integers decided at boundaries; measurements are host-side timing
+of jitted functions.
+"""
+
+from .edf import edf_schedulable, edf_utilisation, max_state_dim, twin_schedulable, twin_utilisation
+from .measure import StepCost, fit_cubic, measure_step, measure_step_cost, time_compiled, xla_flops
+from .report import cli_report, estimator_step_factory, filter_step, parse_duration, schedule_report
+
+__all__ = [
+    "StepCost",
+    "cli_report",
+    "edf_schedulable",
+    "edf_utilisation",
+    "estimator_step_factory",
+    "filter_step",
+    "fit_cubic",
+    "max_state_dim",
+    "measure_step",
+    "measure_step_cost",
+    "parse_duration",
+    "schedule_report",
+    "time_compiled",
+    "twin_schedulable",
+    "twin_utilisation",
+    "xla_flops",
+]
