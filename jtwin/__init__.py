@@ -30,6 +30,7 @@ from . import (  # noqa: E402
     models,
     qp,
     schedule,
+    sync,
     validation,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "models",
     "qp",
     "schedule",
+    "sync",
     "validation",
 ]
