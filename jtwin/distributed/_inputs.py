@@ -105,9 +105,9 @@ def check_solver(solver: LocalSolver, objective: Objective, agent_data, z0: jax.
         raise ValueError(f"bounds: {type(solver).__name__} does not support box constraints; use 'newton' or 'quadratic'")
     if not isinstance(solver, QuadraticSolver):
         return
-    first = jax.tree_util.tree_map(lambda leaf: leaf[0], agent_data)
-    if not all(_readable(leaf) for leaf in jax.tree_util.tree_leaves(first)):
+    if not all(_readable(leaf) for leaf in jax.tree_util.tree_leaves(agent_data)):
         return
+    first = jax.tree_util.tree_map(lambda leaf: leaf[0], agent_data)
     gap, tol = _quadratic_model_gap(objective, first, z0)
     if not bool(gap <= tol):
         raise ValueError(

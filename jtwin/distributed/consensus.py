@@ -82,7 +82,9 @@ def _consensus_block(
     """ADMM over one block of agents (all of them, or one device's share inside ``shard_map``)."""
     n = z0.shape[0]
     block = jax.tree_util.tree_leaves(data)[0].shape[0]
-    cache = jax.vmap(solver.init, in_axes=(None, 0, None))(objective, data, z0)
+    # Inside shard_map a replicated (invariant) argument's gradient is summed over devices: differentiate
+    # the local solvers only at per-device (varying) points.
+    cache = jax.vmap(solver.init, in_axes=(None, 0, None))(objective, data, _varying(z0, axis_name))
     solve = jax.vmap(solver.solve, in_axes=(None, 0, 0, 0, None, 0, 0, 0))
     local_values = jax.vmap(objective, in_axes=(None, 0))
     sqrt_n_agents = jnp.sqrt(jnp.asarray(n_agents, z0.dtype))
