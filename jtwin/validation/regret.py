@@ -57,8 +57,8 @@ def lipschitz_constant(
     upper: Float[Array, " k"],
     *,
     key: PRNGKeyArray | None = None,
-    num_starts: int = 32,
-    steps: int = 100,
+    num_starts: int = 64,
+    steps: int = 200,
 ) -> LipschitzEstimate:
     """Estimate ``L_J = sup_{lower ≤ y ≤ upper} ‖∇J(y)‖₁`` by multi-start projected sign-gradient ascent.
 

@@ -100,7 +100,7 @@ def tolerance_probability(
     if np.any(np.isinf(np.asarray(e))):
         raise ValueError("errors: contains inf entries; expected finite errors (NaN marks a missing sample)")
     k = e.shape[1]
-    tol = as_array("tol", jnp.broadcast_to(jnp.asarray(tol, e.dtype), (k,)) if jnp.ndim(tol) == 0 else tol, (k,))
+    tol = as_array("tol", jnp.broadcast_to(jnp.asarray(tol, e.dtype), (k,)) if np.ndim(tol) == 0 else tol, (k,))
     if np.any(np.asarray(tol) <= 0):
         raise ValueError(f"tol: expected positive tolerances, got {np.asarray(tol)}")
     hits, counts = (np.asarray(a) for a in tolerance_hits(e, tol))
