@@ -83,6 +83,13 @@ def box_bounds(bounds, n_agents: int, n: int, dtype) -> Box:
     return lower, upper
 
 
+def _one_agent(leaf):
+    """The data slice of one agent this process holds (works for sharded and multi-process arrays)."""
+    if isinstance(leaf, jax.Array):
+        return leaf.addressable_shards[0].data[0]
+    return np.asarray(leaf)[0]
+
+
 @eqx.filter_jit
 def _quadratic_model_gap(objective: Objective, data, z0: jax.Array):
     """``|f(p) − (f(0) + ∇f(0)ᵀp + ½pᵀ∇²f(0)p)|`` at a probe ``p`` (0 for quadratics) and a round-off tolerance."""
@@ -98,16 +105,14 @@ def _quadratic_model_gap(objective: Objective, data, z0: jax.Array):
 def check_solver(solver: LocalSolver, objective: Objective, agent_data, z0: jax.Array, box: Box) -> None:
     """Reject a box for solvers without box support, and a non-quadratic objective for QuadraticSolver.
 
-    The quadratic check compares, on the first agent, ``f`` at a probe point with
+    The quadratic check compares, on one agent held by this process, ``f`` at a probe point with
     its second-order expansion at 0 (exact for quadratics).
     """
     if box is not None and not solver.supports_box:
         raise ValueError(f"bounds: {type(solver).__name__} does not support box constraints; use 'newton' or 'quadratic'")
     if not isinstance(solver, QuadraticSolver):
         return
-    if not all(_readable(leaf) for leaf in jax.tree_util.tree_leaves(agent_data)):
-        return
-    first = jax.tree_util.tree_map(lambda leaf: leaf[0], agent_data)
+    first = jax.tree_util.tree_map(_one_agent, agent_data)
     gap, tol = _quadratic_model_gap(objective, first, z0)
     if not bool(gap <= tol):
         raise ValueError(

@@ -148,8 +148,10 @@ class NewtonSolver(LocalSolver):
     (negative round-off eigenvalues of ``∇²f`` clipped to 0), the Newton
     direction ``d = argmin ½dᵀHd + gᵀd`` (over ``box − x`` when a box is given,
     by :func:`box_quadratic_minimize`), then halves the step until the Armijo
-    condition ``φ(x + td) ≤ φ(x) + 10⁻⁴ t gᵀd`` holds (at most
-    ``max_backtracks`` times).  Exact in one step for quadratic ``f`` without a
+    condition ``φ(x + td) ≤ φ(x) + 10⁻⁴ t gᵀd + δ`` holds (at most
+    ``max_backtracks`` times); the round-off slack ``δ = 64 ε (1 + |φ(x)|)``
+    makes the test accept full steps near the solution, where ``φ`` differences
+    are pure round-off (so sharded and vmapped runs take the same steps).  Exact in one step for quadratic ``f`` without a
     box; quadratically convergent near the solution otherwise.
     """
 
@@ -172,10 +174,11 @@ class NewtonSolver(LocalSolver):
                     eigvals + rho, eigvecs, g, box[0] - x, box[1] - x, jnp.zeros_like(x), mult, self.inner_iterations
                 )
             slope = jnp.minimum(jnp.dot(g, d), 0.0)
+            roundoff = 64.0 * jnp.finfo(value.dtype).eps * (1.0 + jnp.abs(value))
 
             def needs_backtrack(state):
                 t, count = state
-                return (phi(x + t * d) > value + 1e-4 * t * slope) & (count < self.max_backtracks)
+                return (phi(x + t * d) > value + 1e-4 * t * slope + roundoff) & (count < self.max_backtracks)
 
             t, _ = jax.lax.while_loop(needs_backtrack, lambda s: (0.5 * s[0], s[1] + 1), (jnp.ones_like(value), 0))
             return x + t * d, mult
