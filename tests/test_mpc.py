@@ -1,0 +1,194 @@
+"""LinearMPC against cvxpy (CLARABEL) and OSQP; soft constraints, batching, warm starts, validation."""
+
+import cvxpy as cp
+import jax
+import jax.numpy as jnp
+import numpy as np
+import osqp
+import pytest
+import scipy.sparse as sp
+
+from jtwin.control import LinearMPC, lqr
+from jtwin.qp import PRIMAL_INFEASIBLE, SOLVED
+
+N = 6
+
+
+def plant(seed, n=4, m=2):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(n, n))
+    A *= 1.05 / np.max(np.abs(np.linalg.eigvals(A)))
+    B = rng.normal(size=(n, m))
+    return dict(
+        A=A,
+        B=B,
+        Q=np.diag(rng.uniform(0.5, 2.0, n)),
+        R=np.diag(rng.uniform(0.1, 1.0, m)),
+        E=rng.normal(size=(n, 1)),
+        d=0.3 * rng.normal(size=(N, 1)),
+        xref=0.5 * rng.normal(size=(N + 1, n)),
+        x0=rng.normal(size=n),
+        c=rng.uniform(0.5, 1.5, m),
+    )
+
+
+XMIN = np.array([-1.5, -np.inf, -2.0, -np.inf])
+XMAX = np.array([1.5, np.inf, 2.0, np.inf])
+
+
+def cvxpy_mpc(p, alpha, beta, rho, umin, umax, xmin=None, xmax=None, soft=None):
+    """The documented objective J, written independently in cvxpy (QN = scipy DARE solution)."""
+    import scipy.linalg as sl
+
+    A, B, Q, R, E, d, xref, x0, c = (p[k] for k in ("A", "B", "Q", "R", "E", "d", "xref", "x0", "c"))
+    n, m = B.shape
+    QN = sl.solve_discrete_are(A, B, Q, R)
+    u, x = cp.Variable((N, m)), cp.Variable((N + 1, n))
+    cons = [x[0] == x0, u >= umin, u <= umax]
+    cons += [x[t + 1] == A @ x[t] + B @ u[t] + E @ d[t] for t in range(N)]
+    cost = cp.quad_form(x[N] - xref[N], QN)
+    for t in range(N):
+        cost += cp.quad_form(x[t] - xref[t], Q) + cp.quad_form(u[t], R)
+        cost += alpha * cp.norm1(u[t]) + beta * cp.pos(c @ u[t] - rho)
+    if xmin is not None:
+        fin = np.isfinite(xmin) | np.isfinite(xmax)
+        lo, hi = xmin[fin], xmax[fin]
+        if soft is None:
+            cons += [x[1:, fin] >= lo, x[1:, fin] <= hi]
+        else:
+            cost += soft * cp.sum(cp.pos(x[1:, fin] - hi) + cp.pos(lo - x[1:, fin]))
+    prob = cp.Problem(cp.Minimize(cost), cons)
+    prob.solve(solver=cp.CLARABEL)
+    return u.value, prob.value
+
+
+@pytest.mark.parametrize(
+    "seed, formulation, soft",
+    [(0, "condensed", None), (1, "sparse", None), (2, "auto", 20.0)],
+)
+def test_admm_mpc_with_l1_and_hinge_matches_cvxpy(seed, formulation, soft):
+    p = plant(seed)
+    kw = dict(alpha=0.3, beta=2.0, rho=0.2)
+    mpc = LinearMPC(
+        p["A"], p["B"], N, p["Q"], p["R"], xref=p["xref"], umin=-1.0, umax=1.0, xmin=XMIN, xmax=XMAX,
+        c=p["c"], E=p["E"], soft_penalty=soft, eps_abs=1e-6, eps_rel=1e-6, formulation=formulation, **kw,
+    )  # fmt: skip
+    sol = mpc.solve(p["x0"], p["d"])
+    u_ref, f_ref = cvxpy_mpc(p, umin=-1.0, umax=1.0, xmin=XMIN, xmax=XMAX, soft=soft, **kw)
+    assert int(sol.status) == SOLVED
+    assert abs(float(sol.objective) - f_ref) <= 1e-4 * abs(f_ref)
+    np.testing.assert_allclose(sol.u, u_ref, atol=1e-3)
+    # the non-smooth terms are active: some inputs exactly zero or the hinge at its kink
+    assert np.any(np.abs(u_ref) < 1e-6) or np.any(np.abs(u_ref @ p["c"] - 0.2) < 1e-6)
+
+
+def test_fista_mpc_matches_cvxpy():
+    p = plant(3)
+    kw = dict(alpha=0.3, beta=2.0, rho=0.2)
+    mpc = LinearMPC(
+        p["A"], p["B"], N, p["Q"], p["R"], xref=p["xref"], umin=-1.0, umax=1.0, c=p["c"], E=p["E"],
+        method="fista", eps_abs=1e-5, eps_rel=1e-5, max_iter=20000, **kw,
+    )  # fmt: skip
+    sol = mpc.solve(p["x0"], p["d"])
+    u_ref, f_ref = cvxpy_mpc(p, umin=-1.0, umax=1.0, **kw)
+    assert int(sol.status) == SOLVED
+    assert abs(float(sol.objective) - f_ref) <= 1e-4 * abs(f_ref)
+    np.testing.assert_allclose(sol.u, u_ref, atol=1e-3)
+
+
+def osqp_sparse_mpc(p, QN, umin, umax, xmin, xmax):
+    """OSQP's textbook sparse MPC QP (variables x_0..x_N, u_0..u_{N-1}; cost with the ½ of OSQP)."""
+    A, B, Q, R, E, d, xref, x0 = (p[k] for k in ("A", "B", "Q", "R", "E", "d", "xref", "x0"))
+    n, m = B.shape
+    P = sp.block_diag([sp.kron(sp.eye(N), Q), QN, sp.kron(sp.eye(N), R)], format="csc")
+    q = np.concatenate([-(Q @ xref[:N].T).T.ravel(), -QN @ xref[N], np.zeros(N * m)])
+    Ax = sp.kron(sp.eye(N + 1), -sp.eye(n)) + sp.kron(sp.eye(N + 1, k=-1), A)
+    Bu = sp.kron(sp.vstack([sp.csc_matrix((1, N)), sp.eye(N)]), B)
+    Aeq = sp.hstack([Ax, Bu])
+    leq = np.concatenate([-x0, -(d @ E.T).ravel()])
+    Aineq = sp.eye((N + 1) * n + N * m)
+    lineq = np.concatenate([np.tile(xmin, N + 1), np.tile(umin, N)])
+    uineq = np.concatenate([np.tile(xmax, N + 1), np.tile(umax, N)])
+    lineq[:n], uineq[:n] = -np.inf, np.inf  # x_0 is fixed by the dynamics rows
+    solver = osqp.OSQP()
+    solver.setup(
+        P, q, sp.vstack([Aeq, Aineq], format="csc"), np.concatenate([leq, lineq]), np.concatenate([leq, uineq]),
+        eps_abs=1e-9, eps_rel=1e-9, max_iter=200000, polish=True, verbose=False,
+    )  # fmt: skip
+    res = solver.solve(raise_error=False)
+    return res.x[(N + 1) * n :].reshape(N, m)
+
+
+def test_quadratic_mpc_matches_osqp():
+    p = plant(4)
+    umin, umax = np.array([-0.7, -1.0]), np.array([0.5, 1.0])
+    QN = np.asarray(lqr(p["A"], p["B"], p["Q"], p["R"])[1])
+    mpc = LinearMPC(
+        p["A"], p["B"], N, p["Q"], p["R"], QN=QN, xref=p["xref"], umin=umin, umax=umax, xmin=XMIN, xmax=XMAX,
+        E=p["E"], eps_abs=1e-7, eps_rel=1e-7,
+    )  # fmt: skip
+    sol = mpc.solve(p["x0"], p["d"])
+    assert int(sol.status) == SOLVED
+    np.testing.assert_allclose(sol.u, osqp_sparse_mpc(p, QN, umin, umax, XMIN, XMAX), atol=1e-5)
+
+
+def test_soft_constraints_keep_the_controller_feasible():
+    p = plant(5)
+    x0 = p["x0"].copy()
+    x0[0] = 8.0  # far outside |x_0| <= 1.5: hard constraints cannot be met at t = 1
+    kw = dict(umin=-0.2, umax=0.2, xmin=XMIN, xmax=XMAX, E=p["E"], eps_abs=1e-6, eps_rel=1e-6)
+    hard = LinearMPC(p["A"], p["B"], N, p["Q"], p["R"], **kw).solve(x0, p["d"])
+    soft = LinearMPC(p["A"], p["B"], N, p["Q"], p["R"], soft_penalty=50.0, **kw).solve(x0, p["d"])
+    assert int(hard.status) == PRIMAL_INFEASIBLE
+    assert int(soft.status) == SOLVED
+    q = dict(p, x0=x0, xref=np.zeros((N + 1, 4)))
+    u_ref, f_ref = cvxpy_mpc(q, 0.0, 0.0, 0.0, -0.2, 0.2, XMIN, XMAX, soft=50.0)
+    np.testing.assert_allclose(soft.u, u_ref, atol=1e-3)
+    assert abs(float(soft.objective) - f_ref) <= 1e-4 * abs(f_ref)
+
+
+def test_vmap_batch_shift_and_time_varying_reference():
+    p = plant(6)
+    mpc = LinearMPC(
+        p["A"], p["B"], N, p["Q"], p["R"], umin=-1.0, umax=1.0, xmin=XMIN, xmax=XMAX, alpha=0.1, E=p["E"],
+        eps_abs=1e-6, eps_rel=1e-6,
+    )  # fmt: skip
+    x0s = 0.5 * np.random.default_rng(0).normal(size=(64, 4))
+    solve = jax.jit(jax.vmap(lambda x: mpc.solve(x, p["d"], xref=p["xref"])))
+    sols = solve(x0s)
+    assert np.all(np.asarray(sols.status) == SOLVED)
+    assert np.all(np.isfinite(np.asarray(sols.u)))
+    for i in (0, 63):
+        u_ref, _ = cvxpy_mpc(dict(p, x0=x0s[i]), 0.1, 0.0, 0.0, -1.0, 1.0, XMIN, XMAX)
+        np.testing.assert_allclose(sols.u[i], u_ref, atol=1e-3)
+    # closed loop: the shifted previous solution is a better start than zero
+    first = mpc.solve(x0s[0], p["d"])
+    x1 = np.asarray(first.x[1])
+    cold = mpc.solve(x1, p["d"])
+    warm = mpc.solve(x1, p["d"], warm_start=mpc.shift(first))
+    assert int(warm.status) == SOLVED
+    assert int(warm.iterations) < int(cold.iterations)
+    np.testing.assert_allclose(warm.u, cold.u, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(horizon=0), "horizon"),
+        (dict(umin=2.0, umax=1.0), "umin"),
+        (dict(Q=np.eye(3)), "Q"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(method="fista", xmin=-1.0), "fista"),
+    ],
+)
+def test_bad_configuration_raises(kw, match):
+    args = dict(A=np.eye(2), B=np.ones((2, 1)), horizon=3, Q=np.eye(2), R=np.eye(1))
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        LinearMPC(**args)
+
+
+def test_bad_state_raises():
+    mpc = LinearMPC(np.eye(2), np.ones((2, 1)), 3, np.eye(2), np.eye(1))
+    with pytest.raises(ValueError, match="x0"):
+        mpc.solve(jnp.zeros(3))
