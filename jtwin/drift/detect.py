@@ -96,8 +96,9 @@ class DriftReport:
 
     ``levels``: the corrected per-test significance level (``alpha / k`` for
     Bonferroni; Holm's step-down levels otherwise).  ``critical_values``: the KS
-    statistic at which each test starts to reject at its level (``D ≥ c`` ⇔
-    ``p ≤ level``).  ``effect_sizes``: standardised mean differences (the
+    statistic at which each test's p-value reaches its level (``D ≥ c`` ⇔
+    ``p ≤ level``; with Holm a test also needs every smaller p-value to reject,
+    see ``rejected``).  ``effect_sizes``: standardised mean differences (the
     statistics are the distribution-level effect sizes).
     """
 

@@ -42,11 +42,11 @@ def edf_utilisation(wcets: Sequence[float], periods: Sequence[float]) -> float:
 def _utilisation(wcets: Sequence[float], periods: Sequence[float]) -> Fraction:
     wcets, periods = list(wcets), list(periods)
     if len(wcets) != len(periods) or not wcets:
-        raise ValueError(f"wcets, periods: expected two non-empty sequences of equal length, got {len(wcets)} and {len(periods)}")
-    return sum(
-        (_exact(f"wcets[{i}]", c) / _exact(f"periods[{i}]", t, positive=True) for i, (c, t) in enumerate(zip(wcets, periods))),
-        Fraction(0),
-    )
+        raise ValueError(
+            f"wcets, periods: expected two non-empty sequences of equal length, got {len(wcets)} and {len(periods)}"
+        )
+    terms = (_exact(f"wcets[{i}]", c) / _exact(f"periods[{i}]", t, positive=True) for i, (c, t) in enumerate(zip(wcets, periods)))
+    return sum(terms, Fraction(0))
 
 
 def edf_schedulable(wcets: Sequence[float], periods: Sequence[float]) -> bool:
@@ -63,9 +63,19 @@ def twin_utilisation(n: int, k: float, flops_per_s: float, period: float, u_othe
 def _twin_utilisation(n, k, flops_per_s, period, u_other, comm_time) -> Fraction:
     if int(n) != n or n < 0:
         raise ValueError(f"n: expected a non-negative integer state dimension, got {n!r}")
-    k, f, t = _exact("k", k, positive=True), _exact("flops_per_s", flops_per_s, positive=True), _exact("period", period, positive=True)
-    u, tau = _exact("u_other", u_other), _exact("comm_time", comm_time)
+    k, f, t, u, tau = _loop_parameters(k, flops_per_s, period, u_other, comm_time)
     return u + tau / t + k * int(n) ** 3 / (f * t)
+
+
+def _loop_parameters(k, flops_per_s, period, u_other, comm_time) -> tuple[Fraction, ...]:
+    """Validated exact ``(k, F, T, U_other, τ)``."""
+    return (
+        _exact("k", k, positive=True),
+        _exact("flops_per_s", flops_per_s, positive=True),
+        _exact("period", period, positive=True),
+        _exact("u_other", u_other),
+        _exact("comm_time", comm_time),
+    )
 
 
 def twin_schedulable(n: int, k: float, flops_per_s: float, period: float, u_other: float, comm_time: float) -> bool:
@@ -80,8 +90,7 @@ def max_state_dim(k: float, flops_per_s: float, period: float, u_other: float, c
     ``T`` [s]; ``u_other``: utilisation of the other tasks; ``comm_time``: ``τ``
     [s] per loop.  Spec example: ``max_state_dim(200, 1e9, 0.02, 0.5, 0.0005) == 36``.
     """
-    k, f, t = _exact("k", k, positive=True), _exact("flops_per_s", flops_per_s, positive=True), _exact("period", period, positive=True)
-    u, tau = _exact("u_other", u_other), _exact("comm_time", comm_time)
+    k, f, t, u, tau = _loop_parameters(k, flops_per_s, period, u_other, comm_time)
     budget = (1 - u - tau / t) * f * t / k  # n³ must not exceed this
     if budget < 1:
         return 0
