@@ -1,0 +1,204 @@
+"""Batched MPC: jtwin's jitted vmap of LinearMPC.solve vs OSQP warm-started in a Python loop.
+
+Plant: the 12-state / 4-input quadcopter of OSQP's MPC example (horizon 10,
+input boxes, boxes on the roll/pitch angles and the vertical velocity).
+A batch of initial states is solved (1) by ``jax.jit(jax.vmap(mpc.solve))``
+(one shared KKT factorisation) and (2) by OSQP on the *same* QP matrices,
+once on jtwin's condensed QP and once on the sparse QP that OSQP prefers,
+updating ``q, l, u`` and warm starting from the previous solution, at the same
+tolerances.  Reported: throughput ratio, max |Δu₀| between the two and against
+a tight reference, single-solve latency, closed-loop warm-start iterations.
+
+    .venv/bin/python benchmarks/bench_mpc_batch.py [--quick] [--batch 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import osqp
+import scipy.sparse as sp
+
+import jtwin  # noqa: F401  (float64)
+from jtwin.control import LinearMPC
+from jtwin.control.mpc import _offsets
+
+RESULTS = pathlib.Path(__file__).parent / "results" / "mpc_batch.json"
+
+
+def quadcopter():
+    Ad = np.array([
+        [1, 0, 0, 0, 0, 0, 0.1, 0, 0, 0, 0, 0],
+        [0, 1, 0, 0, 0, 0, 0, 0.1, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0, 0, 0, 0.1, 0, 0, 0],
+        [0.0488, 0, 0, 1, 0, 0, 0.0016, 0, 0, 0.0992, 0, 0],
+        [0, -0.0488, 0, 0, 1, 0, 0, -0.0016, 0, 0, 0.0992, 0],
+        [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0.0992],
+        [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+        [0.9734, 0, 0, 0, 0, 0, 0.0488, 0, 0, 0.9846, 0, 0],
+        [0, -0.9734, 0, 0, 0, 0, 0, -0.0488, 0, 0, 0.9846, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.9846],
+    ])  # fmt: skip
+    Bd = np.array([
+        [0, -0.0726, 0, 0.0726], [-0.0726, 0, 0.0726, 0], [-0.0152, 0.0152, -0.0152, 0.0152],
+        [0, -0.0006, -0.0, 0.0006], [0.0006, 0, -0.0006, 0], [0.0106, 0.0106, 0.0106, 0.0106],
+        [0, -1.4512, 0, 1.4512], [-1.4512, 0, 1.4512, 0], [-0.3049, 0.3049, -0.3049, 0.3049],
+        [0, -0.0236, 0, 0.0236], [0.0236, 0, -0.0236, 0], [0.2107, 0.2107, 0.2107, 0.2107],
+    ])  # fmt: skip
+    u0 = 10.5916
+    inf = np.inf
+    return dict(
+        A=Ad,
+        B=Bd,
+        Q=np.diag([0, 0, 10, 10, 10, 10, 0, 0, 0, 5, 5, 5.0]),
+        R=0.1 * np.eye(4),
+        umin=np.full(4, 9.6 - u0),
+        umax=np.full(4, 13.0 - u0),
+        xmin=np.array([-np.pi / 6, -np.pi / 6, -inf, -inf, -inf, -1.0, -inf, -inf, -inf, -inf, -inf, -inf]),
+        xmax=np.array([np.pi / 6, np.pi / 6, inf, inf, inf, inf, inf, inf, inf, inf, inf, inf]),
+        xref=np.array([0, 0, 1.0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    )
+
+
+def make_mpc(plant, formulation, eps):
+    return LinearMPC(
+        plant["A"], plant["B"], 10, plant["Q"], plant["R"], QN=plant["Q"], xref=plant["xref"],
+        umin=plant["umin"], umax=plant["umax"], xmin=plant["xmin"], xmax=plant["xmax"],
+        formulation=formulation, eps_abs=eps, eps_rel=eps,
+    )  # fmt: skip
+
+
+def qp_batch(mpc, x0s):
+    """The QP jtwin solves for each state: shared (P, A), per-state (q, l, u)."""
+    ref = mpc.xref
+    d = jnp.zeros((mpc.horizon, 0))
+    P, _, A, _, _ = mpc._qp(jnp.asarray(x0s[0]), d, ref)
+    q, l, u = jax.vmap(lambda x: tuple(mpc._qp(x, d, ref)[i] for i in (1, 3, 4)))(jnp.asarray(x0s))
+    return np.asarray(P), np.asarray(A), np.asarray(q), np.asarray(l), np.asarray(u)
+
+
+def osqp_loop(P, A, q, l, u, eps, u_slice):
+    solver = osqp.OSQP()
+    solver.setup(
+        sp.csc_matrix(np.triu(P)), q[0], sp.csc_matrix(A), l[0], u[0],
+        eps_abs=eps, eps_rel=eps, polish=False, verbose=False, warm_starting=True,
+    )  # fmt: skip
+    u0s, iters, ok = [], [], 0
+    t0 = time.perf_counter()
+    for i in range(q.shape[0]):
+        solver.update(q=q[i], l=l[i], u=u[i])
+        res = solver.solve(raise_error=False)
+        u0s.append(res.x[u_slice][:4])
+        iters.append(res.info.iter)
+        ok += res.info.status == "solved"
+    elapsed = time.perf_counter() - t0
+    return elapsed, np.array(u0s), np.array(iters), ok
+
+
+def timeit(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 problems instead of 1000")
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--eps", type=float, default=1e-6, help="eps_abs = eps_rel for both solvers")
+    args = parser.parse_args()
+    batch = 200 if args.quick else args.batch
+    plant = quadcopter()
+    rng = np.random.default_rng(0)
+    x0s = rng.uniform(-0.3, 0.3, size=(batch, 12)) * np.array([0.5, 0.5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+
+    mpc = make_mpc(plant, "auto", args.eps)
+    solve = jax.jit(jax.vmap(mpc.solve))
+    t0 = time.perf_counter()
+    sols = jax.block_until_ready(solve(x0s))
+    compile_s = time.perf_counter() - t0
+    batch_s = timeit(lambda: solve(x0s), 5)
+    u0_jt = np.asarray(sols.u[:, 0])
+    status_jt = np.asarray(sols.status)
+
+    tight = make_mpc(plant, "auto", 1e-9)
+    u0_ref = np.asarray(jax.jit(jax.vmap(tight.solve))(x0s).u[:, 0])
+
+    osqp_runs = {}
+    for form in ("condensed", "sparse"):
+        m_f = make_mpc(plant, form, args.eps)
+        P, A, q, l, u = qp_batch(m_f, x0s)
+        off = _offsets(m_f._var_blocks(form), m_f.horizon)["u"]
+        el, u0_os, it, ok = osqp_loop(P, A, q, l, u, args.eps, slice(off, off + 40))
+        osqp_runs[form] = dict(
+            seconds=el,
+            solves_per_s=batch / el,
+            mean_iterations=float(it.mean()),
+            solved=int(ok),
+            n_variables=int(P.shape[0]),
+            n_constraints=int(A.shape[0]),
+            max_abs_du0_vs_jtwin=float(np.max(np.abs(u0_os - u0_jt))),
+            max_abs_du0_vs_reference=float(np.max(np.abs(u0_os - u0_ref))),
+        )
+    best = min(osqp_runs.values(), key=lambda r: r["seconds"])
+
+    # single-solve latency (jitted call) vs one OSQP update+solve
+    single = jax.jit(lambda x: mpc.solve(x))
+    jax.block_until_ready(single(x0s[0]))
+    lat_jt = timeit(lambda: single(x0s[1]), 50)
+    P, A, q, l, u = qp_batch(make_mpc(plant, "sparse", args.eps), x0s[:50])
+    lat_os = osqp_loop(P, A, q, l, u, args.eps, slice(0, 4))[0] / 50
+
+    # closed loop: 30 steps from one state, cold vs shifted warm start
+    step = jax.jit(lambda x, ws: mpc.solve(x, warm_start=ws))
+    cold_step = jax.jit(lambda x: mpc.solve(x))
+    x = jnp.asarray(x0s[0])
+    prev = cold_step(x)
+    cold_it, warm_it = [], []
+    for _ in range(30):
+        x = prev.x[1]
+        cold_it.append(int(cold_step(x).iterations))
+        prev = step(x, mpc.shift(prev))
+        warm_it.append(int(prev.iterations))
+
+    result = dict(
+        benchmark="mpc_batch",
+        plant="OSQP MPC example quadcopter: 12 states, 4 inputs, horizon 10",
+        formulation=mpc.formulation,
+        batch=batch,
+        eps=args.eps,
+        jtwin=dict(
+            seconds=batch_s,
+            solves_per_s=batch / batch_s,
+            compile_seconds=compile_s,
+            solved=int(np.sum(status_jt == 1)),
+            max_iterations=int(np.max(np.asarray(sols.iterations))),
+            mean_iterations=float(np.mean(np.asarray(sols.iterations))),
+            max_abs_du0_vs_reference=float(np.max(np.abs(u0_jt - u0_ref))),
+        ),
+        osqp=osqp_runs,
+        throughput_ratio_vs_best_osqp=best["seconds"] / batch_s,
+        max_abs_du0_jtwin_vs_best_osqp=best["max_abs_du0_vs_jtwin"],
+        single_solve_latency_s=dict(jtwin_jit=lat_jt, osqp_sparse_warm=lat_os, ratio=lat_os / lat_jt),
+        closed_loop_iterations=dict(cold_mean=float(np.mean(cold_it)), shifted_warm_mean=float(np.mean(warm_it))),
+        machine=dict(platform=platform.platform(), jax=jax.__version__, osqp=osqp.__version__, device=str(jax.devices()[0])),
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
