@@ -11,13 +11,16 @@
 """
 
 from .admm import ADMMSettings, QPSolution, solve_qp
+from .fista import FISTASolution, fista, power_iteration
 from .implicit import attach_kkt_gradient
+from .prox import prox_hinge, prox_l1_box, prox_l1_box_hinge, soft_threshold
 from .scaling import Scaling, ruiz_equilibrate
 from .status import DUAL_INFEASIBLE, MAX_ITER, NUMERICAL_ERROR, PRIMAL_INFEASIBLE, SOLVED, status_name
 
 __all__ = [
     "ADMMSettings",
     "DUAL_INFEASIBLE",
+    "FISTASolution",
     "MAX_ITER",
     "NUMERICAL_ERROR",
     "PRIMAL_INFEASIBLE",
@@ -25,7 +28,13 @@ __all__ = [
     "SOLVED",
     "Scaling",
     "attach_kkt_gradient",
+    "fista",
+    "power_iteration",
+    "prox_hinge",
+    "prox_l1_box",
+    "prox_l1_box_hinge",
     "ruiz_equilibrate",
+    "soft_threshold",
     "solve_qp",
     "status_name",
 ]
