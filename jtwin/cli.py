@@ -13,6 +13,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .drift import cli_report
+
+    cfg = load_config(args.config).drift
+    print(cli_report(args.ref, args.new, alpha=cfg.alpha, correction=cfg.correction, min_effect=cfg.min_effect))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jtwin",
@@ -24,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenarios", type=int, default=None, help="override [simulation].scenarios")
     run.add_argument("--steps", type=int, default=None, help="override [simulation].steps")
     run.set_defaults(func=_cmd_run)
+    drift = sub.add_parser("drift", help="KS drift tests of a new log against a reference log: none/retrain/redesign")
+    drift.add_argument("config", help="TOML config ([drift] sets alpha, correction, min_effect)")
+    drift.add_argument("--ref", required=True, help="reference log (CSV: r_* columns are residuals; or NPZ with x, r)")
+    drift.add_argument("--new", required=True, help="current log, same columns as --ref")
+    drift.set_defaults(func=_cmd_drift)
     return parser
 
 

@@ -20,6 +20,10 @@ A config describes a plant and how to run it::
     gain = 4.0
     umin = 0.0
     umax = 10.0
+    [drift]                      # jtwin drift: KS tests with family-wise error control
+    alpha = 0.05
+    correction = "bonferroni"    # or "holm"
+    min_effect = 0.0             # also require D >= min_effect to flag a shift
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ PLANTS = {
 # builders that forward **params to a class of physical parameters
 _PARAMETER_CLASSES = {"building": library.BuildingRC, "cstr": library.CSTRDynamics}
 CONTROLLERS = ("none", "proportional")
+TABLES = ("plant", "simulation", "weather", "controller", "drift")
 
 
 class ConfigError(ValueError):
@@ -84,11 +89,19 @@ class ControllerConfig:
 
 
 @dataclass(frozen=True)
+class DriftConfig:
+    alpha: float = 0.05
+    correction: str = "bonferroni"
+    min_effect: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     plant: PlantConfig
     simulation: SimulationConfig
     weather: WeatherConfig
     controller: ControllerConfig
+    drift: DriftConfig = DriftConfig()
     source: str = "<string>"
 
 
@@ -135,9 +148,9 @@ def _fields(cls, table: dict, path: str):
 def parse_config(data: dict, source: str = "<string>") -> Config:
     """Validate a parsed TOML document and return a :class:`Config`."""
     plant = _table(data, "plant", "", required=True)
-    unknown = set(data) - {"plant", "simulation", "weather", "controller"}
+    unknown = set(data) - set(TABLES)
     if unknown:
-        raise ConfigError(f"{sorted(unknown)[0]}: unknown table; expected plant, simulation, weather, controller")
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown table; expected one of {', '.join(TABLES)}")
     kind = plant.get("kind")
     if kind not in PLANTS:
         raise ConfigError(f"plant.kind: expected one of {sorted(PLANTS)}, got {kind!r}")
@@ -166,7 +179,12 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
         raise ConfigError(f"controller.kind: expected one of {list(CONTROLLERS)}, got {ctrl.kind!r}")
     if not ctrl.umin <= ctrl.umax:
         raise ConfigError(f"controller.umin: must be <= controller.umax, got {ctrl.umin} > {ctrl.umax}")
-    return Config(PlantConfig(kind, dict(params)), sim, weather, ctrl, source)
+    drift = _fields(DriftConfig, _table(data, "drift", ""), "drift")
+    if not 0.0 < drift.alpha < 1.0:
+        raise ConfigError(f"drift.alpha: expected a level in (0, 1), got {drift.alpha}")
+    if drift.correction not in ("bonferroni", "holm"):
+        raise ConfigError(f"drift.correction: expected 'bonferroni' or 'holm', got {drift.correction!r}")
+    return Config(PlantConfig(kind, dict(params)), sim, weather, ctrl, drift, source)
 
 
 def load_config(path: str | Path) -> Config:

@@ -80,3 +80,19 @@ def test_cli_reports_bad_config_and_x0_length(tmp_path, capsys):
     assert "simulation.x0: expected 4 values" in capsys.readouterr().err
     assert cli.main(["run", str(tmp_path / "missing.toml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_cli_drift_decides_retrain_on_input_shift(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    cfg = write(tmp_path, GOOD + "[drift]\nalpha = 0.05\ncorrection = \"holm\"\n")
+    for name, shift in (("ref", 0.0), ("new", 1.0)):
+        x = rng.normal(size=(400, 2)) + shift  # covariate shift in both inputs
+        r = rng.normal(size=(400, 1))  # residuals unchanged
+        np.savetxt(tmp_path / f"{name}.csv", np.hstack([x, r]), delimiter=",", header="x1,x2,r_temp", comments="")
+    assert cli.main(["drift", str(cfg), "--ref", str(tmp_path / "ref.csv"), "--new", str(tmp_path / "new.csv")]) == 0
+    assert "retrain" in capsys.readouterr().out
+    bad = write(tmp_path, GOOD + "[drift]\ncorrection = \"sidak\"\n")
+    assert cli.main(["drift", str(bad), "--ref", "a.csv", "--new", "b.csv"]) == 2
+    assert "drift.correction" in capsys.readouterr().err
