@@ -1,0 +1,112 @@
+"""Small linear-algebra kernels shared by the filters: symmetrisation, guarded Cholesky, masked innovations.
+
+Missing data are handled by *masking*, never by NaN arithmetic: a NaN entry of ``y`` is
+replaced by 0 and its row/column of the innovation covariance by the identity, so the
+entry contributes nothing to the gain, the quadratic form or the log-determinant, and
+gradients stay finite (no NaN ever enters a computation that is later discarded).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+from jax.scipy.stats import chi2
+from jaxtyping import Array, Bool, Float
+
+
+def symmetrize(a: Float[Array, "n n"]) -> Float[Array, "n n"]:
+    """``(A + Aᵀ) / 2``."""
+    return 0.5 * (a + a.T)
+
+
+def cov_from_factor(factor: Float[Array, "n k"]) -> Float[Array, "n n"]:
+    """``F Fᵀ`` for a (lower-triangular or rectangular) square-root factor ``F``."""
+    return factor @ factor.T
+
+
+def _gershgorin_shift(a: Float[Array, "n n"]) -> Float[Array, ""]:
+    """A diagonal shift ``s ≥ 0`` that provably makes ``A + s I`` positive definite (Gershgorin discs).
+
+    ``λ_min(A) ≥ min_i (A_ii - Σ_{j≠i} |A_ij|)``; a relative floor ``n ε max|A_ii|`` is added so a
+    singular PSD matrix (zero pivot) becomes strictly positive definite.
+    """
+    diag = jnp.diagonal(a)
+    radius = jnp.sum(jnp.abs(a), axis=1) - jnp.abs(diag)
+    eps = jnp.finfo(a.dtype).eps
+    floor = a.shape[0] * eps * jnp.maximum(jnp.max(jnp.abs(diag)), jnp.finfo(a.dtype).tiny / eps)
+    return jnp.maximum(-jnp.min(diag - radius), 0.0) + floor
+
+
+def safe_cholesky(a: Float[Array, "n n"]) -> Float[Array, "n n"]:
+    """Lower Cholesky factor of the symmetric part of ``A``, repaired when ``A`` is not numerically PD.
+
+    The factorisation is first attempted on a gradient-stopped copy; only if it fails
+    (a NaN pivot: ``A`` singular or indefinite from round-off) is the smallest Gershgorin
+    shift that guarantees positive definiteness added to the diagonal.  The shift is
+    computed from the stopped copy, so neither branch can put NaN into gradients.
+    On well-conditioned input the result is exactly ``cholesky(A)``.
+    """
+    a = symmetrize(a)
+    a_stopped = jax.lax.stop_gradient(a)
+    failed = ~jnp.all(jnp.isfinite(jnp.linalg.cholesky(a_stopped)))
+    shift = jnp.where(failed, _gershgorin_shift(a_stopped), 0.0)
+    return jnp.linalg.cholesky(a + shift * jnp.eye(a.shape[0], dtype=a.dtype))
+
+
+def measurement_mask(y: Float[Array, " ny"]) -> tuple[Float[Array, " ny"], Float[Array, " ny"]]:
+    """``(y0, mask)``: ``mask`` is 1.0 where ``y`` is finite (measured), 0.0 where NaN (missing); ``y0`` has 0 there."""
+    observed = jnp.isfinite(y)
+    return jnp.where(observed, y, 0.0), observed.astype(y.dtype)
+
+
+def mask_covariance(s: Float[Array, "ny ny"], mask: Float[Array, " ny"]) -> Float[Array, "ny ny"]:
+    """``M S M + (I - M)`` with ``M = diag(mask)``: the observed block of ``S`` and the identity elsewhere."""
+    return mask[:, None] * s * mask[None, :] + jnp.diag(1.0 - mask)
+
+
+class Innovation(eqx.Module):
+    """A masked innovation and its statistics (internal).
+
+    ``residual`` [ny] is ``M (y - ŷ)``; ``chol`` is the lower factor of ``M S M + (I - M)``.
+    """
+
+    residual: Float[Array, " ny"]
+    chol: Float[Array, "ny ny"]
+    log_likelihood: Float[Array, ""]
+    nis: Float[Array, ""]
+    num_observed: Array
+    accepted: Bool[Array, ""]
+
+
+def innovation(
+    y0: Float[Array, " ny"],
+    mask: Float[Array, " ny"],
+    y_pred: Float[Array, " ny"],
+    chol: Float[Array, "ny ny"],
+    gate: float | None,
+) -> Innovation:
+    """Masked innovation statistics from the factor ``chol`` of the masked innovation covariance.
+
+    ``e = M (y - ŷ)``, ``NIS = eᵀ S⁻¹ e``,
+    ``log p(y_obs) = -½ (NIS + log det S_obs + k log 2π)`` with ``k = Σ mask``.
+    With a gate ``α``, the measurement is accepted unless ``P(χ²_k > NIS) < α``.
+    """
+    residual = mask * (y0 - y_pred)
+    whitened = jsl.solve_triangular(chol, residual, lower=True)
+    nis = whitened @ whitened
+    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    k = jnp.sum(mask)
+    log_likelihood = -0.5 * (nis + logdet + k * jnp.log(2.0 * jnp.pi).astype(y0.dtype))
+    if gate is None:
+        accepted = jnp.asarray(True)
+    else:
+        p_value = chi2.sf(jax.lax.stop_gradient(nis), jnp.maximum(k, 1.0))
+        accepted = (k == 0) | (p_value >= gate)
+    return Innovation(residual, chol, log_likelihood, nis, k.astype(jnp.int32), accepted)
+
+
+def gain(cross: Float[Array, "n ny"], mask: Float[Array, " ny"], chol: Float[Array, "ny ny"]) -> Float[Array, "n ny"]:
+    """Kalman gain ``K = C M S_m⁻¹`` (zero columns for missing entries) by two triangular solves."""
+    return jsl.cho_solve((chol, True), (cross * mask[None, :]).T).T
