@@ -15,6 +15,7 @@ from .belief import Belief, SqrtBelief, UpdateInfo
 from .extended import EKF, validity_ratio
 from .filter import FilterResult, run_filter
 from .kalman import KF
+from .square_root import SquareRootUKF
 from .unscented import UKF, sigma_points, unscented_weights
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Belief",
     "FilterResult",
     "SqrtBelief",
+    "SquareRootUKF",
     "UpdateInfo",
     "run_filter",
     "sigma_points",

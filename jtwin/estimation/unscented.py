@@ -84,9 +84,9 @@ class UnscentedBase(AbstractFilter):
         self.augment_process = bool(augment_process)
         self.gate = validate_gate(gate)
 
-    def weights(self, n: int, dtype) -> tuple[Array, Array, float]:
-        wm, wc, gamma = unscented_weights(n, self.alpha, self.beta, self.kappa)
-        return jnp.asarray(wm, dtype), jnp.asarray(wc, dtype), gamma
+    def weights(self, n: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(Wm, Wc, γ)`` for an ``n``-dimensional (possibly augmented) state; see :func:`unscented_weights`."""
+        return unscented_weights(n, self.alpha, self.beta, self.kappa)
 
     def propagate(self, fn: Callable, mean, factor, dtype):
         """Push the sigma points of ``N(mean, factor factorᵀ)`` through ``fn`` (vmapped).
@@ -94,7 +94,8 @@ class UnscentedBase(AbstractFilter):
         Returns ``(Wm, Wc, dX, Y, y_mean)``: weights, sigma-point deviations from ``mean``,
         images ``Y = fn(X)`` and their weighted mean.
         """
-        wm, wc, gamma = self.weights(mean.shape[0], dtype)
+        wm, wc, gamma = self.weights(mean.shape[0])
+        wm, wc = jnp.asarray(wm, dtype), jnp.asarray(wc, dtype)
         points = sigma_points(mean, factor, gamma)
         images = jax.vmap(fn)(points)
         return wm, wc, points - mean, images, wm @ images
