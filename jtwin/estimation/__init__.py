@@ -15,6 +15,8 @@ from .belief import Belief, SqrtBelief, UpdateInfo
 from .extended import EKF, validity_ratio
 from .filter import FilterResult, run_filter
 from .kalman import KF
+from .parallel import parallel_kalman_filter, parallel_rts_smoother
+from .smoother import SmootherResult, rts_smoother
 from .square_root import SquareRootUKF
 from .unscented import UKF, sigma_points, unscented_weights
 
@@ -25,9 +27,13 @@ __all__ = [
     "AbstractFilter",
     "Belief",
     "FilterResult",
+    "SmootherResult",
     "SqrtBelief",
     "SquareRootUKF",
     "UpdateInfo",
+    "parallel_kalman_filter",
+    "parallel_rts_smoother",
+    "rts_smoother",
     "run_filter",
     "sigma_points",
     "unscented_weights",

@@ -50,21 +50,24 @@ class FilterResult(eqx.Module):
     diagnostics: dict | None
 
 
-def prepare_inputs(model: AbstractModel, ys, us, ts, ds):
-    """Validate and default the per-step inputs: ``(ys [T, ny], us [T, m], ts [T], ds [T, p])``.
-
-    ``ys`` may hold NaN (missing entries) but not ±inf; inputs must be finite.
-    Errors name the argument and the expected shape.
-    """
+def prepare_measurements(model: AbstractModel, ys) -> Float[Array, "T ny"]:
+    """Validate ``ys`` [T, ny]: NaN entries mean "not measured"; ±inf is rejected."""
     ys = _checks.as_array("ys", ys, (None, model.output_dim), finite=False)
     if _checks.is_concrete(ys) and bool(jnp.any(jnp.isinf(ys))):
         raise ValueError("ys: contains ±inf; use NaN for entries that were not measured")
-    T, dtype = ys.shape[0], ys.dtype
+    return ys
+
+
+def prepare_inputs(model: AbstractModel, T: int, dtype, us, ts, ds):
+    """Validate and default the per-step inputs ``(us [T, m], ts [T], ds [T, p])`` (finite).
+
+    Defaults: zero inputs, ``ts = dt · k``, zero disturbances.  Errors name the argument and shape.
+    """
     us = jnp.zeros((T, model.input_dim), dtype) if us is None else _checks.as_array("us", us, (T, model.input_dim))
     ts = model.dt * jnp.arange(T, dtype=dtype) if ts is None else _checks.as_array("ts", ts, (T,))
     p = model.disturbance_dim
     ds = jnp.zeros((T, p), dtype) if ds is None else _checks.as_array("ds", ds, (T, p))
-    return ys, us.astype(dtype), ts.astype(dtype), ds.astype(dtype)
+    return us.astype(dtype), ts.astype(dtype), ds.astype(dtype)
 
 
 def prepare_prior(model: AbstractModel, mean0, cov0):
@@ -95,9 +98,10 @@ def run_filter(
     Returns the filtered means/covariances of ``x[k]`` and the log-likelihood (see
     :class:`FilterResult`).  To batch scenarios, ``jax.vmap`` this function.
     """
-    ys, us, ts, ds = prepare_inputs(model, ys, us, ts, ds)
+    ys = prepare_measurements(model, ys)
     mean0, cov0 = prepare_prior(model, mean0, cov0)
     dtype = jnp.result_type(ys, mean0, cov0)
+    us, ts, ds = prepare_inputs(model, ys.shape[0], dtype, us, ts, ds)
 
     def step(belief, inputs):
         y, u, t, d = inputs
