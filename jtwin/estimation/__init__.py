@@ -14,6 +14,7 @@ from .base import AbstractFilter
 from .belief import Belief, SqrtBelief, UpdateInfo
 from .extended import EKF, validity_ratio
 from .filter import FilterResult, run_filter
+from .joint import ParameterAugmentedModel, augment_parameters, joint_prior
 from .kalman import KF
 from .parallel import parallel_kalman_filter, parallel_rts_smoother
 from .smoother import SmootherResult, rts_smoother
@@ -27,10 +28,13 @@ __all__ = [
     "AbstractFilter",
     "Belief",
     "FilterResult",
+    "ParameterAugmentedModel",
     "SmootherResult",
     "SqrtBelief",
     "SquareRootUKF",
     "UpdateInfo",
+    "augment_parameters",
+    "joint_prior",
     "parallel_kalman_filter",
     "parallel_rts_smoother",
     "rts_smoother",
