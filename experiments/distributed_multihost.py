@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python experiments/distributed_multihost.py [--processes 2] [--devices-per-process 2] [--agents 64]
 
 The launcher starts ``--processes`` copies of this script, each with its own
-``--devices-per-process`` CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count``)
+``--devices-per-process`` CPU devices (``jt.distributed.cpu_devices_env``)
 and a coordinator on 127.0.0.1.  Every worker runs the same SPMD program, as on
 a real cluster (one process per host, the coordinator address being host 0's)::
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -98,7 +97,9 @@ def launch(args) -> dict:
     if args.agents % (args.processes * args.devices_per_process):
         raise SystemExit("--agents must be divisible by --processes * --devices-per-process")
     port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={args.devices_per_process}")
+    from jtwin.distributed import cpu_devices_env
+
+    env = cpu_devices_env(args.devices_per_process)
     with tempfile.TemporaryDirectory() as tmp:
         outs = [Path(tmp) / f"process{i}.json" for i in range(args.processes)]
         procs = [

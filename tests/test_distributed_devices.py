@@ -8,7 +8,6 @@ them with the vmapped run in this process (one device) to 1e-12.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,7 +79,7 @@ def worker(out_path: str) -> None:
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
     out = tmp_path_factory.mktemp("devices") / "sharded.npz"
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={max(DEVICE_COUNTS)}")
+    env = D.cpu_devices_env(max(DEVICE_COUNTS))
     subprocess.run([sys.executable, __file__, str(out)], check=True, env=env, cwd=ROOT, timeout=300)
     with np.load(out) as f:
         return dict(f)

@@ -4,7 +4,8 @@
 * :func:`decentralized_admm` — the same problem with neighbour averaging only, over a graph
   given by a doubly stochastic mixing matrix (:func:`metropolis_weights`);
 * local x-update strategies (:class:`QuadraticSolver`, :class:`NewtonSolver`, :class:`LBFGSSolver`);
-* :func:`agents_mesh`, :func:`shard_agents` — meshes and data placement, also across processes.
+* :func:`agents_mesh`, :func:`shard_agents` — meshes and data placement, also across processes;
+  :func:`cpu_devices_env` — the environment of a subprocess with N host CPU devices.
 """
 
 from .consensus import AGENTS, consensus_admm
@@ -12,7 +13,7 @@ from .decentralized import decentralized_admm
 from .graph import check_mixing, metropolis_weights, ring_graph, spectral_gap
 from .history import ADMMHistory
 from .local_solvers import LBFGSSolver, LocalSolver, NewtonSolver, QuadraticSolver, box_quadratic_minimize
-from .sharding import agents_mesh, shard_agents
+from .sharding import agents_mesh, cpu_devices_env, shard_agents
 
 __all__ = [
     "AGENTS",
@@ -25,6 +26,7 @@ __all__ = [
     "box_quadratic_minimize",
     "check_mixing",
     "consensus_admm",
+    "cpu_devices_env",
     "decentralized_admm",
     "metropolis_weights",
     "ring_graph",

@@ -53,14 +53,20 @@ def _mean(a, axis_name):
 
 
 def _total(a, axis_name):
-    """Sum of all entries over all agents: local sum, then ``psum`` over the mesh."""
-    s = jnp.sum(a)
-    return s if axis_name is None else jax.lax.psum(s, axis_name)
+    """Sum over the mesh of per-device partial sums (``psum``); the identity on one device."""
+    return a if axis_name is None else jax.lax.psum(a, axis_name)
 
 
-def _varying(a, axis_name):
-    """Mark a replicated value as per-device (needed for loop carries that become agent-local)."""
-    return a if axis_name is None else jax.lax.pcast(a, axis_name, to="varying")
+def _agree(values, axis_name):
+    """Device 0's copy of reduced values, so that every device holds bitwise identical ones.
+
+    XLA's all-reduce does not promise bitwise identical results on all
+    participants; the loop's decisions (stop, ρ) must be identical everywhere,
+    or the devices run different numbers of collectives and deadlock.
+    """
+    if axis_name is None:
+        return values
+    return jax.tree_util.tree_map(lambda v: jax.lax.all_gather(v, axis_name)[0], values)
 
 
 def _consensus_block(
@@ -82,9 +88,7 @@ def _consensus_block(
     """ADMM over one block of agents (all of them, or one device's share inside ``shard_map``)."""
     n = z0.shape[0]
     block = jax.tree_util.tree_leaves(data)[0].shape[0]
-    # Inside shard_map a replicated (invariant) argument's gradient is summed over devices: differentiate
-    # the local solvers only at per-device (varying) points.
-    cache = jax.vmap(solver.init, in_axes=(None, 0, None))(objective, data, _varying(z0, axis_name))
+    cache = jax.vmap(solver.init, in_axes=(None, 0, None))(objective, data, z0)
     solve = jax.vmap(solver.solve, in_axes=(None, 0, 0, 0, None, 0, 0, 0))
     local_values = jax.vmap(objective, in_axes=(None, 0))
     sqrt_n_agents = jnp.sqrt(jnp.asarray(n_agents, z0.dtype))
@@ -95,15 +99,16 @@ def _consensus_block(
         x, mult = solve(objective, data, cache, z - u, rho, x, mult, box)
         z_new = _mean(x + u, axis_name)
         u = u + x - z_new
-        primal = jnp.sqrt(_total((x - z_new) ** 2, axis_name))
+        local = jnp.stack([jnp.sum((x - z_new) ** 2), jnp.sum(x**2), jnp.sum(u**2), jnp.sum(local_values(z_new, data))])
+        z_new, (primal_sq, x_sq, u_sq, objective_value) = _agree((z_new, _total(local, axis_name)), axis_name)
+        primal = jnp.sqrt(primal_sq)
         dual = rho * sqrt_n_agents * jnp.linalg.norm(z_new - z)
         metrics = Metrics(
             primal=primal,
             dual=dual,
-            eps_primal=abs_tol
-            + rel_tol * jnp.maximum(jnp.sqrt(_total(x**2, axis_name)), sqrt_n_agents * jnp.linalg.norm(z_new)),
-            eps_dual=abs_tol + rel_tol * rho * jnp.sqrt(_total(u**2, axis_name)),
-            objective=_total(local_values(z_new, data), axis_name),
+            eps_primal=abs_tol + rel_tol * jnp.maximum(jnp.sqrt(x_sq), sqrt_n_agents * jnp.linalg.norm(z_new)),
+            eps_dual=abs_tol + rel_tol * rho * jnp.sqrt(u_sq),
+            objective=objective_value,
             rho=rho,
         )
         factor = jnp.ones_like(rho)
@@ -111,7 +116,7 @@ def _consensus_block(
             factor = jnp.where(primal > mu * dual, tau, jnp.where(dual > mu * primal, 1.0 / tau, factor))
         return (x, u / factor, mult, z_new, rho * factor), metrics
 
-    zeros = _varying(jnp.zeros((block, n), z0.dtype), axis_name)
+    zeros = jnp.zeros((block, n), z0.dtype)
     state = (zeros + z0, zeros, zeros, z0, rho)
     (x, u, _, z, _), k, status, buffers = iterate(step, state, iterations, z0.dtype)
     return z, x, u, k, status, buffers
@@ -130,6 +135,10 @@ def _run(objective, solver, data, box, z0, rho, tol, rel_tol, mu, tau, *, iterat
             mesh=mesh,
             in_specs=(P(AGENTS), P(AGENTS), P(), P(), P(), P(), P(), P()),
             out_specs=(P(), P(AGENTS), P(AGENTS), P(), P(), P()),
+            # Replicated values are made bitwise identical by _agree (all_gather), and the local
+            # solvers differentiate at replicated points (z0, z − u): under vma checking their
+            # gradients would be summed over devices; each device's agents are independent here.
+            check_vma=False,
         )
     return block(data, box, z0, rho, tol, rel_tol, mu, tau)
 
