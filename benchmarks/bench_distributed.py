@@ -161,7 +161,9 @@ def main() -> None:
         "sharding": shard,
         "notes": "time_s is the median warm wall time of consensus_admm (validation included) to meet "
         "tol=1e-7 (error_inf <= 1e-6 checked against lstsq); sharded speed-up measured with 8 host CPU "
-        "devices multiplexed on physical_cpu_cores cores.",
+        "devices multiplexed on physical_cpu_cores cores; both sides of the sharding comparison run in the same "
+        "8-device process (XLA:CPU multi-threaded Eigen off, see jt.distributed.cpu_devices_env), so its 1-device "
+        "time differs from single_device's. The machine is shared with other jobs: timings are noisy.",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2))
