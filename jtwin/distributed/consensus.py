@@ -36,7 +36,7 @@ import functools
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, PyTree
 
@@ -130,8 +130,9 @@ def _run(objective, solver, data, box, z0, rho, tol, rel_tol, mu, tau, *, iterat
         _consensus_block, objective, solver, iterations, adapt_rho, n_agents, None if mesh is None else AGENTS
     )
     if mesh is not None:
-        split = NamedSharding(mesh, P(AGENTS))
-        data, box = jax.tree_util.tree_map(lambda leaf: jax.reshard(leaf, split), (data, box))
+        if mesh.axis_types[mesh.axis_names.index(AGENTS)] == AxisType.Explicit:  # Auto meshes reshard implicitly
+            split = NamedSharding(mesh, P(AGENTS))
+            data, box = jax.tree_util.tree_map(lambda leaf: jax.reshard(leaf, split), (data, box))
         block = jax.shard_map(
             block,
             mesh=mesh,
