@@ -42,6 +42,7 @@ from .store import TWIN_ID, StateStore, TwinRecord
 STATE = "state"
 MAX_BODY = 1 << 20
 _QUANTILE_WINDOW = 10_000
+_DRAIN_LIMIT = 16  # oversized bodies up to this many times the limit are drained before the 413
 
 
 class ApiError(Exception):
@@ -119,8 +120,8 @@ class TwinService:
         self.metrics = Metrics()
         self._lock = threading.Lock()
         self._twins = {tid: _Twin(rec) for tid, rec in (store.load_all() if store else {}).items()}
-        for rec in self._twins.values():
-            self._check_record(rec)
+        for twin in self._twins.values():
+            self._check_record(twin.record)
 
     def _check_record(self, rec: TwinRecord) -> None:
         for leaf in self.state_spec.leaves:
@@ -346,8 +347,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise ApiError(400, "Content-Length", f"not an integer: {length!r}") from None
         if n > self.max_body:
-            self.close_connection = True  # the body is not read; drop the connection after answering
-            raise ApiError(413, "body", f"{n} bytes is over the limit of {self.max_body} bytes")
+            self.close_connection = True
+            if n <= _DRAIN_LIMIT * self.max_body:  # read and drop it, so the client gets the answer, not a reset
+                while n > 0:
+                    n -= len(self.rfile.read(min(n, 1 << 16))) or n
+            raise ApiError(413, "body", f"{length} bytes is over the limit of {self.max_body} bytes")
         raw = self.rfile.read(n)
         try:
             body = json.loads(raw or b"{}", parse_constant=_reject_constant)

@@ -1,0 +1,344 @@
+"""The serving process over real HTTP on 127.0.0.1: API, bad input, durability (kill -9), load, no-jtwin runtime."""
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jtwin.serve as serve
+
+REPO = Path(__file__).resolve().parents[1]
+STATE_PATHS = ["belief.mean", "belief.cov", "u", "nis", "k"]
+
+
+class Server:
+    """A serving subprocess (``python -m jtwin.serve`` unless ``argv`` says otherwise) on a free loopback port."""
+
+    def __init__(self, artifact, state_dir=None, *, argv=None, cwd=REPO, extra=()):
+        argv = argv or [sys.executable, "-m", "jtwin.serve", str(artifact)]
+        argv = [*argv, "--host", "127.0.0.1", "--port", "0", *extra]
+        if state_dir is not None:
+            argv += ["--state-dir", str(state_dir)]
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout=180)
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", lines[0] if lines else "")
+        if match is None:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {self.proc.stderr.read()}")
+        self.port = int(match.group(1))
+
+    def request(self, method, path, body=None, *, raw=None, headers=None, conn=None):
+        own = conn is None
+        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        conn.request(method, path, body=data, headers=headers or {})
+        resp = conn.getresponse()
+        payload = json.loads(resp.read())
+        if own:
+            conn.close()
+        return resp.status, payload
+
+    def kill(self):
+        self.proc.kill()  # SIGKILL: no chance to flush or clean up
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    step, state0 = serve.building_demo()
+    y0, t0 = jnp.array([20.5, 21.0, 20.8]), jnp.asarray(0.0)
+    path = tmp_path_factory.mktemp("artifact") / "step.jtx"
+    path.write_bytes(serve.export_step(step, state0, y0, t0))
+    return step, state0, jax.jit(lambda s, y, t: step(s, y, t)), path
+
+
+@pytest.fixture(scope="module")
+def server(demo, tmp_path_factory):
+    srv = Server(demo[-1], tmp_path_factory.mktemp("state"))
+    yield srv
+    srv.stop()
+
+
+def measurements(steps, seed=0):
+    """Steps ``(t, y)`` with ``y`` as JSON lists (``None`` = missing entry), hourly from t = 1."""
+    rng = np.random.default_rng(seed)
+    ys = (21 + 0.5 * rng.normal(size=(steps, 3))).tolist()
+    for k in range(2, steps, 5):
+        ys[k][k % 3] = None
+    return [(float(k + 1), y) for k, y in enumerate(ys)]
+
+
+def reference(demo, seq, mean0=None):
+    """Uninterrupted in-process run of the jitted step: the inputs ``u`` and the final state."""
+    step, state0, jitted, _ = demo
+    state = state0
+    if mean0 is not None:
+        state = serve.arrays_to_tree({**serve.tree_to_arrays(state0), "belief.mean": jnp.asarray(mean0)}, state0)
+    us = []
+    for t, y in seq:
+        u, state = jitted(state, jnp.array([np.nan if v is None else v for v in y]), jnp.asarray(t))
+        us.append(np.asarray(u))
+    return np.array(us), serve.tree_to_arrays(state)
+
+
+def assert_state_equal(served: dict, expected: dict):
+    assert list(served) == STATE_PATHS
+    for path in STATE_PATHS:
+        got = np.array(served[path], dtype=float)  # null (NaN) -> nan
+        np.testing.assert_allclose(got, np.asarray(expected[path], float), rtol=1e-12, atol=1e-12, err_msg=path)
+
+
+def test_create_step_read_back_match_the_in_process_step(server, demo):
+    mean0 = [19.0, 19.5, 20.0, 18.0, 18.0, 18.5]
+    status, created = server.request("POST", "/twins/zone-a", {"state": {"belief.mean": mean0}, "t": 0.0})
+    assert status == 201 and created["step"] == 0 and created["state"]["belief.mean"] == mean0
+    seq = measurements(12)
+    us_ref, final_ref = reference(demo, seq, mean0)
+    for k, (t, y) in enumerate(seq):
+        status, out = server.request("POST", "/twins/zone-a/step", {"t": t, "y": y})
+        assert status == 200, out
+        assert (out["step"], out["t"], out["replayed"]) == (k + 1, t, False)
+        np.testing.assert_allclose(out["u"], us_ref[k], rtol=1e-12, atol=1e-12)
+    status, got = server.request("GET", "/twins/zone-a")
+    assert status == 200 and got["step"] == 12 and got["t"] == 12.0
+    assert_state_equal(got["state"], final_ref)
+
+
+BAD_REQUESTS = [
+    # (method, path, body or raw bytes, headers, status, field, message fragment)
+    ("POST", "/twins/zone-b/step", b"{not json", {}, 400, "body", "not valid JSON"),
+    ("POST", "/twins/zone-b/step", b"[1, 2]", {}, 400, "body", "expected a JSON object"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, 21.0]}, {}, 400, "y", "expected shape [3], got [2]"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [[21.0, 21.0, 21.0]]}, {}, 400, "y", "expected shape [3]"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, [1.0], 21.0]}, {}, 400, "y", "rectangular"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, "hot", 21.0]}, {}, 400, "y", "expected numbers"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, True, 21.0]}, {}, 400, "y", "expected numbers"),
+    ("POST", "/twins/zone-b/step", b'{"t": 9.0, "y": [21.0, NaN, 21.0]}', {}, 400, "body", "NaN"),
+    ("POST", "/twins/zone-b/step", b'{"t": 9.0, "y": [21.0, Infinity, 21.0]}', {}, 400, "body", "Infinity"),
+    ("POST", "/twins/zone-b/step", b'{"t": 9.0, "y": [21.0, 1e999, 21.0]}', {}, 400, "y", "finite"),
+    ("POST", "/twins/zone-b/step", {"t": None, "y": [21.0, 21.0, 21.0]}, {}, 400, "t", "finite"),
+    ("POST", "/twins/zone-b/step", {"t": "9", "y": [21.0, 21.0, 21.0]}, {}, 400, "t", "expected numbers"),
+    ("POST", "/twins/zone-b/step", {"y": [21.0, 21.0, 21.0]}, {}, 400, "t", "missing"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0}, {}, 400, "y", "missing"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, 21.0, 21.0], "u": [0]}, {}, 400, "u", "unexpected field"),
+    ("POST", "/twins/zone-b/step", {"t": 2.0, "y": [21.0, 21.0, 21.0]}, {}, 409, "t", "out of order"),
+    ("POST", "/twins/zone-b/step", {"t": 3.0, "y": [21.0, 21.0, 21.0]}, {}, 409, "t", "out of order"),
+    ("POST", "/twins/nobody/step", {"t": 9.0, "y": [21.0, 21.0, 21.0]}, {}, 404, "id", "no twin"),
+    ("GET", "/twins/nobody", None, {}, 404, "id", "no twin"),
+    ("GET", "/twins/..%2Fetc", None, {}, 400, "id", "invalid twin id"),
+    ("POST", "/twins/zone-b", {}, {}, 409, "id", "already exists"),
+    ("POST", "/twins/zone-c", {"state": {"belief.mean": [1.0] * 5}}, {}, 400, "state.belief.mean", "expected shape [6]"),
+    ("POST", "/twins/zone-c", {"state": {"belief.nope": 1.0}}, {}, 400, "state.belief.nope", "unknown state entry"),
+    ("POST", "/twins/zone-c", {"state": {"belief.mean": [None] * 6}}, {}, 400, "state.belief.mean", "finite"),
+    ("POST", "/twins/zone-c", {"state": {"k": 1.5}}, {}, 400, "state.k", "expected integers"),
+    ("POST", "/twins/zone-b/step", b"x" * (2 << 20), {}, 413, "body", "over the limit"),
+    ("DELETE", "/twins/zone-b", None, {}, 405, "method", "not allowed"),
+    ("GET", "/twins/zone-b/step", None, {}, 405, "method", "not allowed"),
+    ("GET", "/nowhere", None, {}, 404, "path", "no such endpoint"),
+]
+
+
+def test_bad_input_is_a_4xx_naming_the_field_and_changes_nothing(server, demo):
+    seq = measurements(3, seed=1)
+    assert server.request("POST", "/twins/zone-b", {})[0] == 201
+    for t, y in seq:
+        assert server.request("POST", "/twins/zone-b/step", {"t": t, "y": y})[0] == 200
+    before = server.request("GET", "/twins/zone-b")[1]
+    for method, path, body, headers, status, field, fragment in BAD_REQUESTS:
+        raw = body if isinstance(body, bytes) else None
+        got, out = server.request(method, path, None if raw else body, raw=raw, headers=headers)
+        assert (got, out["error"]["field"]) == (status, field), (method, path, out)
+        assert fragment in out["error"]["message"], (fragment, out)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)  # POST without Content-Length
+    conn.putrequest("POST", "/twins/zone-b/step")
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert (resp.status, json.loads(resp.read())["error"]["field"]) == (411, "Content-Length")
+    conn.close()
+    assert server.request("GET", "/twins/zone-b")[1] == before
+    assert server.request("GET", "/twins/zone-c")[0] == 404  # no failed create left a twin behind
+    # the twin still steps exactly as if no bad request had been made
+    seq += [(4.0, [21.2, None, 20.9])]
+    us_ref, final_ref = reference(demo, seq)
+    status, out = server.request("POST", "/twins/zone-b/step", {"t": 4.0, "y": [21.2, None, 20.9]})
+    assert status == 200 and out["step"] == 4
+    np.testing.assert_allclose(out["u"], us_ref[-1], rtol=1e-12, atol=1e-12)
+    assert_state_equal(server.request("GET", "/twins/zone-b")[1]["state"], final_ref)
+
+
+def test_retry_of_the_last_step_is_answered_again_not_applied_twice(server):
+    assert server.request("POST", "/twins/zone-r", {})[0] == 201
+    body = {"t": 1.0, "y": [21.0, 20.0, 22.0]}
+    first = server.request("POST", "/twins/zone-r/step", body)[1]
+    status, again = server.request("POST", "/twins/zone-r/step", body)
+    assert status == 200 and again["replayed"] is True
+    assert {**again, "replayed": False} == first
+    assert server.request("GET", "/twins/zone-r")[1]["step"] == 1
+
+
+def test_requests_to_one_twin_are_serialised(server):
+    assert server.request("POST", "/twins/zone-s", {})[0] == 201
+
+    def client(i):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        answers = [server.request("POST", "/twins/zone-s/step", {"t": 1.0 + i + 4 * j, "y": [21.0] * 3}, conn=conn)
+                   for j in range(10)]
+        conn.close()
+        return answers
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = [a for chunk in pool.map(client, range(4)) for a in chunk]
+    accepted = sorted((out["step"], out["t"]) for status, out in answers if status == 200)
+    assert all(status in (200, 409) for status, _ in answers)
+    assert [s for s, _ in accepted] == list(range(1, len(accepted) + 1))  # no step number given twice
+    assert all(a[1] < b[1] for a, b in zip(accepted, accepted[1:]))  # applied in time order
+    assert server.request("GET", "/twins/zone-s")[1]["step"] == len(accepted)
+
+
+def run_load(server, demo, clients, steps, prefix):
+    """``clients`` concurrent keep-alive clients, each driving its own twin through ``steps`` steps."""
+    seq = measurements(steps, seed=2)
+
+    def client(i):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        errors = [server.request("POST", f"/twins/{prefix}{i}", {}, conn=conn)[0] != 201]
+        for t, y in seq:
+            status, out = server.request("POST", f"/twins/{prefix}{i}/step", {"t": t, "y": y}, conn=conn)
+            errors.append(status != 200 or out["replayed"])
+        conn.close()
+        return sum(errors)
+
+    with ThreadPoolExecutor(clients) as pool:
+        assert sum(pool.map(client, range(clients))) == 0
+    _, final_ref = reference(demo, seq)
+    for i in range(clients):
+        got = server.request("GET", f"/twins/{prefix}{i}")[1]
+        assert got["step"] == steps  # no step lost
+        assert_state_equal(got["state"], final_ref)
+
+
+def test_load_8_clients_no_errors_no_lost_steps(server, demo):
+    run_load(server, demo, clients=8, steps=40, prefix="load")
+
+
+@pytest.mark.slow
+def test_load_8_clients_500_steps(server, demo):
+    run_load(server, demo, clients=8, steps=500, prefix="big")
+
+
+def test_metrics_and_health(server):
+    status, health = server.request("GET", "/healthz")
+    assert status == 200 and health["status"] == "ok" and health["durable"] is True
+    assert health["artifact"]["inputs"] == ["y", "t"] and health["artifact"]["platforms"] == ["cpu"]
+    server.request("GET", "/twins/nobody")
+    status, metrics = server.request("GET", "/metrics")
+    assert status == 200
+    assert metrics["requests"]["GET /twins/{id}"]["404"] >= 1
+    assert metrics["requests"]["GET /healthz"]["200"] >= 1
+    lat = metrics["latency_ms"]["GET /twins/{id}"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] and lat["count"] >= 1
+
+
+def test_kill_9_and_restart_continue_exactly(demo, tmp_path):
+    state_dir = tmp_path / "state"
+    seq = measurements(16, seed=3)
+    srv = Server(demo[-1], state_dir)
+    try:
+        assert srv.request("POST", "/twins/k9", {})[0] == 201
+        for t, y in seq[:8]:
+            assert srv.request("POST", "/twins/k9/step", {"t": t, "y": y})[0] == 200
+        # send step 9 and kill the server before reading the answer: the client never learns the outcome
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+        conn.request("POST", "/twins/k9/step", body=json.dumps({"t": seq[8][0], "y": seq[8][1]}))
+    finally:
+        srv.kill()
+    conn.close()
+    srv = Server(demo[-1], state_dir)
+    try:
+        assert srv.request("GET", "/twins/k9")[1]["step"] in (8, 9)
+        for t, y in seq[8:]:  # the client retries step 9, then continues
+            status, out = srv.request("POST", "/twins/k9/step", {"t": t, "y": y})
+            assert status == 200, out
+        got = srv.request("GET", "/twins/k9")[1]
+    finally:
+        srv.stop()
+    assert got["step"] == 16
+    assert_state_equal(got["state"], reference(demo, seq)[1])
+    assert not list(state_dir.glob(".*.tmp"))
+
+
+BLOCKED_RUNTIME = textwrap.dedent(
+    """
+    import json, sys, threading, urllib.request
+
+    BLOCKED = {"jtwin", "equinox", "diffrax", "optax", "jaxtyping", "lineax", "optimistix"}
+
+    class Blocker:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"{name} is blocked in this test")
+
+    sys.meta_path.insert(0, Blocker())
+    try:
+        import jtwin
+    except ImportError:
+        pass
+    else:
+        sys.exit("jtwin was importable")
+
+    def top():
+        return {m.split(".")[0] for m in sys.modules}
+
+    import jax, jax.numpy as jnp, numpy
+    jax.config.update("jax_enable_x64", True)
+    jnp.linalg.solve(jnp.eye(2), jnp.ones(2))  # what jax itself loads to run (its LAPACK pulls in scipy)
+    baseline = top()
+
+    from jtwin_runtime import make_server, open_service
+    service = open_service(open(sys.argv[1], "rb").read(), sys.argv[2])
+    server = make_server(service, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def post(path, body):
+        req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST")
+        return json.loads(urllib.request.urlopen(req).read())
+
+    post("/twins/solo", {})
+    out = post("/twins/solo/step", {"t": 1.0, "y": [21.0, None, 20.5]})
+    extra = sorted(top() - baseline - set(sys.stdlib_module_names) - {"jtwin_runtime"})
+    print(json.dumps({"u": out["u"], "extra": extra, "jtwin": [m for m in sys.modules if m.startswith("jtwin.")]}))
+    """
+)
+
+
+def test_runtime_serves_without_jtwin(demo, tmp_path):
+    serve.write_runtime(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JTWIN_ENABLE_X64")}
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKED_RUNTIME, str(demo[-1]), str(tmp_path / "state")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["extra"] == [] and result["jtwin"] == []
+    u_ref, _ = reference(demo, [(1.0, [21.0, None, 20.5])])
+    np.testing.assert_allclose(result["u"], u_ref[0], rtol=1e-12, atol=1e-12)
