@@ -77,6 +77,17 @@ def covariance_factor(name: str, value, n: int) -> jax.Array:
     return jnp.asarray(factor, dtype=cov.dtype)
 
 
+def check_covariance(name: str, value, n: int) -> jax.Array:
+    """Validate a covariance matrix (shape ``(n, n)``, finite, symmetric PSD) and return it as an array.
+
+    Under a transformation (tracer) only the shape is checked.
+    """
+    cov = as_array(name, value, (n, n))
+    if is_concrete(cov):
+        covariance_factor(name, cov, n)  # raises on asymmetric / indefinite input
+    return cov
+
+
 def covariance_from_factor(factor: jax.Array) -> jax.Array:
     """``tril(L) @ tril(L).T``: the PSD matrix held by a (possibly updated) factor."""
     low = jnp.tril(factor)

@@ -12,14 +12,32 @@ A config describes a plant and how to run it::
     seed = 0
     x0 = [21.0, 21.0, 21.0, 20.0, 20.0, 20.0]   # optional mean initial state (default: zeros)
     x0_std = 0.5                 # std of the initial-state draw
+    forecast_std = [1.0, 0.05]   # disturbance forecast error std, per channel
+    dropout = 0.0                # probability a measurement entry is missing
+    chunk = 0                    # samples per compiled chunk (0: all at once)
     [weather]                    # building only
     start_hour = 0               # hour of the TMY3 year at t = 0
+    [estimator]
+    kind = "kf"                  # kf | ekf | ukf | srukf
+    gate = 0.0                   # chi-square gate level (0 = off)
+    cov0 = 1.0                   # initial covariance cov0 * I
     [controller]
-    kind = "proportional"        # u = clip(gain (setpoint - y), umin, umax)
-    setpoint = 21.0
-    gain = 4.0
+    kind = "mpc"                 # the twin's LinearMPC on the measured states
+    horizon = 24
+    setpoint = 21.0              # reference for the measured states
+    q = 1.0                      # tracking weight
+    r = 0.01                     # input weight
+    alpha = 0.1                  # price per unit |u| (l1)
+    beta = 1.0                   # demand charge per unit of sum(u) above rho (hinge)
+    rho = 15.0
     umin = 0.0
     umax = 10.0
+    xmin = 20.0                  # soft band on the measured states
+    xmax = 24.0
+    soft_penalty = 100.0
+    [sync]
+    delay = 0                    # measurement delay in samples
+    compensate = true            # predict the estimate forward over the delay
     [drift]                      # jtwin drift: KS tests with family-wise error control
     alpha = 0.05
     correction = "bonferroni"    # or "holm"
@@ -44,8 +62,9 @@ PLANTS = {
 }
 # builders that forward **params to a class of physical parameters
 _PARAMETER_CLASSES = {"building": library.BuildingRC, "cstr": library.CSTRDynamics}
-CONTROLLERS = ("none", "proportional")
-TABLES = ("plant", "simulation", "weather", "controller", "drift")
+CONTROLLERS = ("mpc",)
+ESTIMATORS = ("kf", "ekf", "ukf", "srukf")
+TABLES = ("plant", "simulation", "weather", "controller", "estimator", "sync", "drift")
 
 
 class ConfigError(ValueError):
@@ -72,6 +91,9 @@ class SimulationConfig:
     seed: int = 0
     x0: tuple[float, ...] | None = None
     x0_std: float = 0.0
+    forecast_std: tuple[float, ...] | None = None  # std of the disturbance forecast error, per channel
+    dropout: float = 0.0  # probability that a measurement entry is missing
+    chunk: int = 0  # samples per compiled chunk (0 = all at once)
 
 
 @dataclass(frozen=True)
@@ -81,11 +103,38 @@ class WeatherConfig:
 
 @dataclass(frozen=True)
 class ControllerConfig:
-    kind: str = "none"
+    """``mpc``: the twin's LinearMPC tracking ``setpoint`` on the measured states (weight ``q``, input weight ``r``),
+    energy price ``alpha``, demand charge ``beta`` above ``rho`` (on the sum of inputs), band
+    ``[xmin, xmax]`` on the measured states as soft constraints (penalty ``soft_penalty``)."""
+
+    kind: str = "mpc"
     setpoint: float = 0.0
-    gain: float = 0.0
     umin: float = float("-inf")
     umax: float = float("inf")
+    horizon: int = 24
+    q: float = 1.0
+    r: float = 0.01
+    alpha: float = 0.0
+    beta: float = 0.0
+    rho: float = 0.0
+    xmin: float = float("-inf")
+    xmax: float = float("inf")
+    soft_penalty: float = 100.0
+    max_iter: int = 4000
+    eps: float = 1e-4
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    kind: str = "kf"
+    gate: float = 0.0  # χ² gate significance level; 0 = no gating
+    cov0: float = 1.0  # initial covariance cov0 · I
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    delay: int = 0  # measurement transport delay, in samples
+    compensate: bool = True  # predict the estimate forward to the actuation time
 
 
 @dataclass(frozen=True)
@@ -101,6 +150,8 @@ class Config:
     simulation: SimulationConfig
     weather: WeatherConfig
     controller: ControllerConfig
+    estimator: EstimatorConfig = EstimatorConfig()
+    sync: SyncConfig = SyncConfig()
     drift: DriftConfig = DriftConfig()
     source: str = "<string>"
 
@@ -177,14 +228,37 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
     ctrl = _fields(ControllerConfig, _table(data, "controller", ""), "controller")
     if ctrl.kind not in CONTROLLERS:
         raise ConfigError(f"controller.kind: expected one of {list(CONTROLLERS)}, got {ctrl.kind!r}")
-    if not ctrl.umin <= ctrl.umax:
-        raise ConfigError(f"controller.umin: must be <= controller.umax, got {ctrl.umin} > {ctrl.umax}")
+    for lo, hi in (("umin", "umax"), ("xmin", "xmax")):
+        if not getattr(ctrl, lo) <= getattr(ctrl, hi):
+            raise ConfigError(f"controller.{lo}: must be <= controller.{hi}, got {getattr(ctrl, lo)} > {getattr(ctrl, hi)}")
+    for name in ("horizon", "max_iter"):
+        if getattr(ctrl, name) < 1:
+            raise ConfigError(f"controller.{name}: expected a positive integer, got {getattr(ctrl, name)}")
+    for name in ("q", "r", "alpha", "beta", "soft_penalty", "eps"):
+        if not getattr(ctrl, name) >= 0:
+            raise ConfigError(f"controller.{name}: expected a non-negative number, got {getattr(ctrl, name)}")
+    est = _fields(EstimatorConfig, _table(data, "estimator", ""), "estimator")
+    if est.kind not in ESTIMATORS:
+        raise ConfigError(f"estimator.kind: expected one of {list(ESTIMATORS)}, got {est.kind!r}")
+    if not 0.0 <= est.gate < 1.0:
+        raise ConfigError(f"estimator.gate: expected 0 (off) or a significance level in (0, 1), got {est.gate}")
+    if not est.cov0 > 0:
+        raise ConfigError(f"estimator.cov0: expected a positive variance, got {est.cov0}")
+    sync = _fields(SyncConfig, _table(data, "sync", ""), "sync")
+    if sync.delay < 0:
+        raise ConfigError(f"sync.delay: expected a non-negative number of samples, got {sync.delay}")
+    if not 0.0 <= sim.dropout < 1.0:
+        raise ConfigError(f"simulation.dropout: expected a probability in [0, 1), got {sim.dropout}")
+    if sim.chunk < 0:
+        raise ConfigError(f"simulation.chunk: expected a non-negative integer, got {sim.chunk}")
+    if sim.forecast_std is not None and min(sim.forecast_std, default=0.0) < 0:
+        raise ConfigError(f"simulation.forecast_std: expected non-negative values, got {list(sim.forecast_std)}")
     drift = _fields(DriftConfig, _table(data, "drift", ""), "drift")
     if not 0.0 < drift.alpha < 1.0:
         raise ConfigError(f"drift.alpha: expected a level in (0, 1), got {drift.alpha}")
     if drift.correction not in ("bonferroni", "holm"):
         raise ConfigError(f"drift.correction: expected 'bonferroni' or 'holm', got {drift.correction!r}")
-    return Config(PlantConfig(kind, dict(params)), sim, weather, ctrl, drift, source)
+    return Config(PlantConfig(kind, dict(params)), sim, weather, ctrl, est, sync, drift, source)
 
 
 def load_config(path: str | Path) -> Config:

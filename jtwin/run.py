@@ -1,8 +1,8 @@
-"""``jtwin run``: simulate a configured plant over a batch of scenarios and summarise KPIs.
+"""``jtwin run``: a twin (KF/EKF/UKF + MPC) in closed loop with the configured plant, over a batch of scenarios.
 
-Until the twin (estimator + MPC) is wired in, the loop is closed by the config's simple
-controller (``proportional`` on the measurements, or ``none``).  Scenarios differ in their
-initial-state draw and in process/measurement noise; all run in one jitted ``vmap``.
+Scenarios differ in their initial state, noise, disturbance-forecast errors and sensor
+dropouts; all run in one jitted, vmapped rollout (sharded over devices when there are
+several) and the KPIs are summarised across scenarios (mean, p50, p95, CVaR).
 """
 
 from __future__ import annotations
@@ -13,45 +13,66 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import Config, ConfigError, ControllerConfig, load_config
-from .models import AbstractModel
+from . import estimation
+from .config import Config, ConfigError, load_config
+from .kpi import format_summary, scenario_kpis, summarize
+from .models import AbstractModel, LinearModel
 from .models.library import load_tmy3_greensboro
+from .simulate import make_scenarios, simulate
+from .twin import Twin
 
 
-def proportional_rollout(
-    model: AbstractModel, ctrl: ControllerConfig, key, x0, ds, steps: int
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One closed-loop scenario: ``u = clip(gain (setpoint − y), umin, umax)`` (or 0 for ``none``).
-
-    Returns states [T, n], measurements [T, ny], inputs [T, m].
-    """
-    kw, kv = jax.random.split(key)
-    ws = jax.random.normal(kw, (steps, model.state_dim)) @ jnp.tril(model.Q_factor).T
-    vs = jax.random.normal(kv, (steps, model.R_factor.shape[0])) @ jnp.tril(model.R_factor).T
-    ts = model.dt * jnp.arange(steps)
-
-    def step(x, inp):
-        d, w, v, t = inp
-        y = model.observe_noisy(x, jnp.zeros(model.input_dim), t, v)
-        if ctrl.kind == "proportional":
-            u = jnp.clip(ctrl.gain * (ctrl.setpoint - y[: model.input_dim]), ctrl.umin, ctrl.umax)
-        else:
-            u = jnp.zeros(model.input_dim)
-        x_next = model.transition(x, u, t, d if model.disturbance_dim else None) + w
-        return x_next, (x, y, u)
-
-    _, (xs, ys, us) = jax.lax.scan(step, x0, (ds, ws, vs, ts))
-    return xs, ys, us
-
-
-def kpis(cfg: Config, model: AbstractModel, ys, us) -> dict[str, np.ndarray]:
-    """Per-scenario KPIs: tracking RMSE of the measurements to the setpoint, energy Σ|u|·dt, peak Σu."""
-    dt = model.dt
-    return {
-        "tracking_rmse": np.sqrt(np.mean((np.asarray(ys) - cfg.controller.setpoint) ** 2, axis=(1, 2))),
-        "energy": np.sum(np.abs(np.asarray(us)), axis=(1, 2)) * dt,
-        "peak_power": np.max(np.sum(np.asarray(us), axis=2), axis=1),
+def build_estimator(cfg: Config):
+    """The estimator named by ``[estimator]``."""
+    gate = cfg.estimator.gate or None
+    kinds = {
+        "kf": lambda: estimation.KF(gate=gate),
+        "ekf": lambda: estimation.EKF(gate=gate),
+        "ukf": lambda: estimation.UKF(gate=gate),
+        "srukf": lambda: estimation.SquareRootUKF(gate=gate),
     }
+    return kinds[cfg.estimator.kind]()
+
+
+def build_twin(cfg: Config, model: AbstractModel) -> Twin:
+    """The twin of ``[estimator]``, ``[controller]`` (MPC) and ``[sync]`` on ``model``.
+
+    The MPC tracks ``setpoint`` on the measured states (rows of H that pick one state) with
+    the band ``[xmin, xmax]`` on them as soft constraints, and charges ``alpha`` per unit of
+    ``|u|`` and ``beta`` per unit of ``Σu`` above ``rho``.
+    """
+    c = cfg.controller
+    if not isinstance(model, LinearModel):
+        raise ConfigError(
+            f"controller.kind: the MPC twin needs a linear plant model; plant.kind = {cfg.plant.kind!r} is nonlinear"
+        )
+    measured = np.asarray(jnp.any(model.H != 0, axis=0))
+    Q = np.diag(np.where(measured, c.q, 0.0))
+    xref = np.where(measured, c.setpoint, 0.0)
+    xmin = np.where(measured, c.xmin, -np.inf)
+    xmax = np.where(measured, c.xmax, np.inf)
+    soft = c.soft_penalty if np.isfinite(xmin).any() or np.isfinite(xmax).any() else None
+    return Twin.from_linear_model(
+        model,
+        build_estimator(cfg),
+        c.horizon,
+        delay=cfg.sync.delay,
+        compensate=cfg.sync.compensate,
+        Q=Q,
+        R=c.r * np.eye(model.input_dim),
+        xref=xref,
+        umin=c.umin,
+        umax=c.umax,
+        xmin=xmin,
+        xmax=xmax,
+        soft_penalty=soft,
+        alpha=c.alpha,
+        beta=c.beta,
+        rho=c.rho,
+        eps_abs=c.eps,
+        eps_rel=c.eps,
+        max_iter=c.max_iter,
+    )
 
 
 def run_config(path: str, scenarios: int | None = None, steps: int | None = None) -> str:
@@ -67,26 +88,38 @@ def run_config(path: str, scenarios: int | None = None, steps: int | None = None
     x0 = np.zeros(n) if sim.x0 is None else np.asarray(sim.x0)
     if x0.shape != (n,):
         raise ConfigError(f"simulation.x0: expected {n} values (the {cfg.plant.kind} state), got {x0.shape[0]}")
+    twin = build_twin(cfg, model)
+    total = steps + twin.horizon
     if cfg.plant.kind == "building":
-        ds = load_tmy3_greensboro().disturbances(cfg.weather.start_hour, steps, model.dt)
+        ds = load_tmy3_greensboro().disturbances(cfg.weather.start_hour, total, model.dt)
     else:
-        ds = np.zeros((steps, model.disturbance_dim))
-    key_x0, key_noise = jax.random.split(jax.random.PRNGKey(sim.seed))
-    x0s = x0 + sim.x0_std * jax.random.normal(key_x0, (scenarios, n))
-    keys = jax.random.split(key_noise, scenarios)
-    rollout = jax.jit(jax.vmap(lambda k, x: proportional_rollout(model, cfg.controller, k, x, ds, steps)))
+        ds = np.zeros((total, model.disturbance_dim))
+    forecast_std = np.zeros(model.disturbance_dim) if sim.forecast_std is None else np.asarray(sim.forecast_std)
+    if forecast_std.shape != (model.disturbance_dim,):
+        raise ConfigError(
+            f"simulation.forecast_std: expected {model.disturbance_dim} values (one per disturbance), got {forecast_std.size}"
+        )
+    batch = make_scenarios(
+        jax.random.PRNGKey(sim.seed),
+        scenarios,
+        jnp.asarray(x0),
+        jnp.asarray(ds),
+        model.input_dim,
+        x0_std=sim.x0_std,
+        forecast_std=forecast_std,
+        dropout=sim.dropout,
+    )
     start = time.perf_counter()
-    xs, ys, us = jax.block_until_ready(rollout(keys, x0s))
+    rollout = simulate(model, twin, batch, steps, cfg.estimator.cov0 * np.eye(n), chunk=sim.chunk or None)
+    jax.block_until_ready(rollout.x)
     elapsed = time.perf_counter() - start
-    if not np.all(np.isfinite(np.asarray(xs))):
+    if not np.all(np.isfinite(np.asarray(rollout.x))):
         raise FloatingPointError("simulation produced non-finite states; check the config's parameters and dt")
-    table = kpis(cfg, model, ys, us)
-    lines = [
-        f"jtwin run {cfg.source}: plant={cfg.plant.kind} (n={n}, m={model.input_dim}), "
-        f"controller={cfg.controller.kind}, {scenarios} scenarios x {steps} steps of dt={model.dt:g}",
-        f"compiled+ran in {elapsed:.2f} s ({scenarios * steps / elapsed:,.0f} scenario-steps/s incl. compile)",
-        f"{'KPI':<16}{'mean':>12}{'p5':>12}{'p95':>12}",
-    ]
-    for name, values in table.items():
-        lines.append(f"{name:<16}{values.mean():>12.3f}{np.percentile(values, 5):>12.3f}{np.percentile(values, 95):>12.3f}")
-    return "\n".join(lines)
+    header = (
+        f"jtwin run {cfg.source}: plant={cfg.plant.kind} (n={n}, m={model.input_dim}), twin = "
+        f"{cfg.estimator.kind.upper()} + MPC(horizon {twin.horizon}), delay={cfg.sync.delay}"
+        f"{' compensated' if cfg.sync.compensate and cfg.sync.delay else ''}\n"
+        f"{scenarios} scenarios x {steps} steps of dt={model.dt:g}: {elapsed:.2f} s incl. compilation "
+        f"({scenarios * steps / elapsed:,.0f} scenario-steps/s)"
+    )
+    return header + "\n" + format_summary(summarize(scenario_kpis(rollout, twin.controller, model.dt)))

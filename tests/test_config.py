@@ -17,11 +17,13 @@ scenarios = 3
 steps = 5
 x0 = [20.0, 20.0, 18.0, 18.0]
 [controller]
-kind = "proportional"
+kind = "mpc"
+horizon = 4
 setpoint = 21.0
-gain = 5.0
 umin = 0.0
 umax = 5.0
+xmin = 20.0
+xmax = 24.0
 """
 
 
@@ -33,7 +35,7 @@ def write(tmp_path, text):
 
 def test_good_config_loads(tmp_path):
     cfg = load_config(write(tmp_path, GOOD))
-    assert cfg.plant.kind == "building" and cfg.simulation.steps == 5 and cfg.controller.gain == 5.0
+    assert cfg.plant.kind == "building" and cfg.simulation.steps == 5 and cfg.controller.horizon == 4
     assert cfg.simulation.x0 == (20.0, 20.0, 18.0, 18.0)
     assert cfg.plant.build().state_dim == 4
 
@@ -47,7 +49,12 @@ def test_good_config_loads(tmp_path):
         (lambda s: s.replace("steps = 5", "steps = 0"), "simulation.steps"),
         (lambda s: s.replace("steps = 5", "stpes = 5"), "simulation.stpes"),
         (lambda s: s.replace("umin = 0.0", "umin = 9.0"), "controller.umin"),
-        (lambda s: s.replace('kind = "proportional"', 'kind = "pid"'), "controller.kind"),
+        (lambda s: s.replace('kind = "mpc"', 'kind = "pid"'), "controller.kind"),
+        (lambda s: s.replace("horizon = 4", "horizon = 0"), "controller.horizon"),
+        (lambda s: s.replace("xmin = 20.0", "xmin = 25.0"), "controller.xmin"),
+        (lambda s: s + "[estimator]\nkind = \"particle\"\n", "estimator.kind"),
+        (lambda s: s + "[sync]\ndelay = -1\n", "sync.delay"),
+        (lambda s: s.replace("steps = 5", "steps = 5\ndropout = 1.5"), "simulation.dropout"),
         (lambda s: s.replace("x0 = [20.0, 20.0, 18.0, 18.0]", 'x0 = ["a"]'), "simulation.x0"),
         (lambda s: s.replace("[plant]\n", "[plant]\nfoo = 1\n"), "plant.foo"),
         (lambda s: s.replace("[simulation]", "[simulaton]"), "simulaton"),
@@ -68,10 +75,10 @@ def test_missing_plant_table(tmp_path):
 def test_cli_run_prints_kpis(tmp_path, capsys):
     assert cli.main(["run", str(write(tmp_path, GOOD))]) == 0
     out = capsys.readouterr().out
-    for kpi in ("tracking_rmse", "energy", "peak_power"):
+    for kpi in ("tracking_rmse", "energy", "peak_demand", "solver_failures", "nis"):
         assert kpi in out
-    row = next(line for line in out.splitlines() if line.startswith("peak_power"))
-    assert 0.0 <= float(row.split()[1]) <= 2 * 5.0  # two zones, at most umax each
+    row = next(line for line in out.splitlines() if line.startswith("peak_demand"))
+    assert 0.0 <= float(row.split()[1]) <= 2 * 5.0 + 1e-6  # two zones, at most umax each
 
 
 def test_cli_reports_bad_config_and_x0_length(tmp_path, capsys):
