@@ -22,6 +22,27 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .run import build_estimator
+    from .schedule import cli_report, parse_duration
+
+    durations = {}
+    for flag, text in (("--period", args.period), ("--comm-time", args.comm_time)):
+        try:
+            durations[flag] = parse_duration(text)
+        except ValueError as exc:
+            raise ValueError(f"{flag}: {exc}") from exc
+    cfg = load_config(args.config)
+    model = cfg.plant.build()
+    print(
+        cli_report(
+            model, build_estimator(cfg), durations["--period"], u_other=args.u_other, comm_time=durations["--comm-time"]
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jtwin",
@@ -38,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--ref", required=True, help="reference log (CSV: r_* columns are residuals; or NPZ with x, r)")
     drift.add_argument("--new", required=True, help="current log, same columns as --ref")
     drift.set_defaults(func=_cmd_drift)
+    sched = sub.add_parser("schedule", help="does the configured twin's estimator step meet its period here (EDF)?")
+    sched.add_argument("config", help="TOML config (plant and [estimator])")
+    sched.add_argument("--period", required=True, help="control period, e.g. 20ms, 0.5s")
+    sched.add_argument("--u-other", type=float, default=0.0, help="utilisation of the other tasks on the processor")
+    sched.add_argument("--comm-time", default="0", help="communication time per loop, e.g. 0.5ms")
+    sched.set_defaults(func=_cmd_schedule)
     return parser
 
 

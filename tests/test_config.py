@@ -103,3 +103,12 @@ def test_cli_drift_decides_retrain_on_input_shift(tmp_path, capsys):
     bad = write(tmp_path, GOOD + "[drift]\ncorrection = \"sidak\"\n")
     assert cli.main(["drift", str(bad), "--ref", "a.csv", "--new", "b.csv"]) == 2
     assert "drift.correction" in capsys.readouterr().err
+
+
+def test_cli_schedule_reports_deadline(tmp_path, capsys):
+    cfg = write(tmp_path, GOOD + '[estimator]\nkind = "kf"\n')
+    assert cli.main(["schedule", str(cfg), "--period", "20ms", "--u-other", "0.5", "--comm-time", "0.5ms"]) == 0
+    out = capsys.readouterr().out
+    assert "deadline MET" in out and "n_max" in out
+    assert cli.main(["schedule", str(cfg), "--period", "soon"]) == 2
+    assert "period" in capsys.readouterr().err
