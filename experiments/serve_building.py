@@ -94,7 +94,8 @@ def main() -> None:
         us_ref.append(np.asarray(u))
     us, us_ref = np.array(us), np.array(us_ref)
     temps = np.array([[np.nan if e is None else e for e in y] for y in ys])
-    print(f"served {HOURS} hourly steps, {restarts} kill -9 + restart at hour {KILL_AT}, final step count {final['step']}")
+    print(f"served {HOURS} hourly steps, {restarts} kill -9 + restart at hour {KILL_AT}, "
+          f"final step count {final['step']}")
     print(f"max |u_served - u_in_process| = {np.max(np.abs(us - us_ref)):.1e} kW")
     print(f"zone temperature, last 48 h: mean {np.nanmean(temps[-48:]):.2f} degC (setpoint {SETPOINT}), "
           f"RMS error {np.sqrt(np.nanmean((temps[-48:] - SETPOINT) ** 2)):.2f} degC")

@@ -145,7 +145,7 @@ BAD_REQUESTS = [
     ("GET", "/twins/nobody", None, {}, 404, "id", "no twin"),
     ("GET", "/twins/..%2Fetc", None, {}, 400, "id", "invalid twin id"),
     ("POST", "/twins/zone-b", {}, {}, 409, "id", "already exists"),
-    ("POST", "/twins/zone-c", {"state": {"belief.mean": [1.0] * 5}}, {}, 400, "state.belief.mean", "expected shape [6]"),
+    ("POST", "/twins/zone-c", {"state": {"belief.mean": [1.0] * 5}}, {}, 400, "state.belief.mean", "shape [6]"),
     ("POST", "/twins/zone-c", {"state": {"belief.nope": 1.0}}, {}, 400, "state.belief.nope", "unknown state entry"),
     ("POST", "/twins/zone-c", {"state": {"belief.mean": [None] * 6}}, {}, 400, "state.belief.mean", "finite"),
     ("POST", "/twins/zone-c", {"state": {"k": 1.5}}, {}, 400, "state.k", "expected integers"),
@@ -258,9 +258,12 @@ def test_metrics_and_health(server):
 
 
 def test_kill_9_and_restart_continue_exactly(demo, tmp_path):
+    """Runs the copied standalone runtime (``python -m jtwin_runtime``: starts faster than ``-m jtwin.serve``)."""
     state_dir = tmp_path / "state"
+    serve.write_runtime(tmp_path)
+    argv = [sys.executable, "-m", "jtwin_runtime", str(demo[-1])]
     seq = measurements(16, seed=3)
-    srv = Server(demo[-1], state_dir)
+    srv = Server(demo[-1], state_dir, argv=argv, cwd=tmp_path)
     try:
         assert srv.request("POST", "/twins/k9", {})[0] == 201
         for t, y in seq[:8]:
@@ -271,7 +274,7 @@ def test_kill_9_and_restart_continue_exactly(demo, tmp_path):
     finally:
         srv.kill()
     conn.close()
-    srv = Server(demo[-1], state_dir)
+    srv = Server(demo[-1], state_dir, argv=argv, cwd=tmp_path)
     try:
         assert srv.request("GET", "/twins/k9")[1]["step"] in (8, 9)
         for t, y in seq[8:]:  # the client retries step 9, then continues
@@ -342,3 +345,39 @@ def test_runtime_serves_without_jtwin(demo, tmp_path):
     assert result["extra"] == [] and result["jtwin"] == []
     u_ref, _ = reference(demo, [(1.0, [21.0, None, 20.5])])
     np.testing.assert_allclose(result["u"], u_ref[0], rtol=1e-12, atol=1e-12)
+
+
+def test_store_round_trips_bit_exactly_and_drops_interrupted_writes(tmp_path):
+    from jtwin.serve.runtime import StateStore, TwinRecord
+
+    store = StateStore(tmp_path)
+    state = {"belief.mean": np.array([0.1, np.pi, np.nan]), "k": np.array(7, np.int32)}
+    store.save(TwinRecord("a", state, 3, 2.5, "d1", {"u": [0.1]}))
+    (tmp_path / ".a.crash.tmp").write_bytes(b"half a record")  # what a kill -9 mid-write leaves
+    (rec,) = store.load_all().values()
+    assert (rec.twin_id, rec.steps, rec.t, rec.last_digest, rec.last_response) == ("a", 3, 2.5, "d1", {"u": [0.1]})
+    np.testing.assert_array_equal(rec.state["belief.mean"], state["belief.mean"])
+    assert rec.state["k"].dtype == np.int32 and rec.state["k"] == 7
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_service_refuses_foreign_records_and_keeps_state_when_persisting_fails(demo, tmp_path, monkeypatch):
+    from jtwin.serve.runtime import ApiError, StateStore, TwinRecord, TwinService
+
+    loaded = serve.load_step(demo[-1].read_bytes())
+    foreign = StateStore(tmp_path / "foreign")
+    foreign.save(TwinRecord("x", {"belief.mean": np.zeros(4)}))
+    with pytest.raises(serve.ArtifactError, match=r"twin 'x' was saved with a state that does not fit"):
+        TwinService(loaded, foreign)
+    service = TwinService(loaded, StateStore(tmp_path / "ok"))
+    service.create("t1", {})
+    before = service.read("t1")
+
+    def disk_full(record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(service.store, "save", disk_full)
+    with pytest.raises(ApiError) as err:
+        service.advance("t1", {"t": 1.0, "y": [21.0, 21.0, 21.0]})
+    assert (err.value.status, err.value.field) == (507, "state-dir")
+    assert service.read("t1") == before

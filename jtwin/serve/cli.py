@@ -28,7 +28,9 @@ def demo_step_from_config(path: str) -> tuple[Callable, tuple]:
     cfg = load_config(path)
     model = cfg.plant.build()
     if not isinstance(model, LinearModel) or model.input_dim == 0:
-        raise ConfigError(f"plant.kind: the Kalman + LQR export needs a linear plant with inputs, got {cfg.plant.kind!r}")
+        raise ConfigError(
+            f"plant.kind: the Kalman + LQR export needs a linear plant with inputs, got {cfg.plant.kind!r}"
+        )
     ctrl = cfg.controller
     step = KalmanLQRStep(model, ctrl.setpoint, ctrl.umin, ctrl.umax)
     n = model.state_dim

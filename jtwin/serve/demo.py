@@ -54,7 +54,8 @@ class KalmanLQRStep(eqx.Module):
 
     def __init__(self, model: LinearModel, x_ref, u_min, u_max, *, d_mean=None, d_amp=None, period=24.0,
                  state_weight=1.0, input_weight=0.1):
-        """LQR weights ``state_weight·I``, ``input_weight·I``; ``u_ref`` solves ``(I−A) x_ref − E d_mean = B u_ref`` (least squares)."""
+        """LQR weights ``state_weight·I``, ``input_weight·I``; the feed-forward ``u_ref`` solves
+        ``(I−A) x_ref − E d_mean = B u_ref`` in the least-squares sense."""
         n, m, p = model.state_dim, model.input_dim, model.disturbance_dim
         self.model = model
         self.gain, _ = lqr(model.A, model.B, state_weight * jnp.eye(n), input_weight * jnp.eye(m))
@@ -80,7 +81,9 @@ class KalmanLQRStep(eqx.Module):
     def disturbance(self, t: Float[Array, ""]) -> Float[Array, " p"]:
         return self.d_mean + self.d_amp * jnp.sin(2 * jnp.pi * t / self.period)
 
-    def __call__(self, state: DemoState, y: Float[Array, " ny"], t: Float[Array, ""]) -> tuple[Float[Array, " m"], DemoState]:
+    def __call__(
+        self, state: DemoState, y: Float[Array, " ny"], t: Float[Array, ""]
+    ) -> tuple[Float[Array, " m"], DemoState]:
         model = self.model
         m, P = state.belief.mean, state.belief.cov
         seen = jnp.isfinite(y)

@@ -35,7 +35,8 @@ TWIN_RESULTS = ("u", "state")
 
 def leaf_paths(tree: PyTree) -> list[str]:
     """Key paths of ``tree``'s leaves in flattening order (``"belief.mean"``; ``""`` for a bare array)."""
-    return [jax.tree_util.keystr(path, simple=True, separator=".") for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
+    keystr = jax.tree_util.keystr
+    return [keystr(path, simple=True, separator=".") for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
 
 
 def tree_to_arrays(tree: PyTree) -> dict[str, Array]:
@@ -76,7 +77,8 @@ def _as_arrays(name: str, tree: PyTree) -> PyTree:
             return jnp.asarray(leaf)
         except TypeError as exc:
             where = jax.tree_util.keystr(path, simple=True, separator=".")
-            raise ValueError(f"{name}{'.' + where if where else ''}: expected an array leaf, got {type(leaf).__name__}") from exc
+            field = f"{name}.{where}" if where else name
+            raise ValueError(f"{field}: expected an array leaf, got {type(leaf).__name__}") from exc
 
     return jax.tree_util.tree_map_with_path(convert, tree)
 
@@ -119,13 +121,17 @@ def export_step(
     out = jax.eval_shape(fn, *args)
     result_names = tuple(TWIN_RESULTS if result_names is None else result_names)
     if not isinstance(out, tuple) or len(out) != len(result_names):
-        raise ValueError(f"result_names: fn must return a tuple of {len(result_names)} ({result_names}), got {type(out).__name__}")
+        raise ValueError(
+            f"result_names: fn must return a tuple of {len(result_names)} ({result_names}), got {type(out).__name__}"
+        )
     arg_groups = [_group(n, a) for n, a in zip(arg_names, args)]
     result_groups = [_group(n, r) for n, r in zip(result_names, out)]
     if "state" in arg_names and "state" in result_names:
         a, r = arg_groups[arg_names.index("state")], result_groups[result_names.index("state")]
         if a.leaves != r.leaves:
-            raise ValueError("fn: the returned state must have the same arrays (paths, shapes, dtypes) as the state argument")
+            raise ValueError(
+                "fn: the returned state must have the same arrays (paths, shapes, dtypes) as the state argument"
+            )
 
     treedef = jax.tree.structure(args)
 

@@ -166,7 +166,10 @@ def _device_for(platforms: Sequence[str]) -> jax.Device:
 
 
 def decode_array(value, spec: LeafSpec, name: str) -> np.ndarray:
-    """JSON value (nested lists; ``None`` = NaN) -> array of ``spec``'s shape and dtype, or ``ValueError`` naming ``name``."""
+    """JSON value (nested lists; ``None`` = NaN) -> array of ``spec``'s shape and dtype.
+
+    Raises ``ValueError`` naming ``name`` for strings, booleans, objects, ragged lists or a wrong shape.
+    """
     if isinstance(value, (str, bytes, Mapping)) or _has(value, (str, bool, Mapping)):
         raise ValueError(f"{name}: expected numbers of shape {list(spec.shape)}, got {_kind(value)}")
     if spec.dtype.kind != "f" and _has(value, (type(None), float)):
