@@ -33,6 +33,8 @@ from . import (  # noqa: E402
     sync,
     validation,
 )
+from . import kpi, simulate, twin  # noqa: E402  (the closed loop, built on the packages above)
+from .twin import Twin, TwinState  # noqa: E402
 
 __all__ = [
     "control",
@@ -44,4 +46,9 @@ __all__ = [
     "schedule",
     "sync",
     "validation",
+    "kpi",
+    "simulate",
+    "twin",
+    "Twin",
+    "TwinState",
 ]
