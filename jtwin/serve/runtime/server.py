@@ -198,7 +198,7 @@ class TwinService:
                 if group.name == STATE:
                     new_state = arrays
                     continue
-                for path, arr in arrays.items():
+                for arr in arrays.values():
                     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
                         raise ApiError(500, group.name, "the step produced non-finite values; twin state unchanged")
                 response[group.name] = encode_array(arrays[""]) if group.is_array else {
