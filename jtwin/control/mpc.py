@@ -63,7 +63,9 @@ class MPCSolution(eqx.Module):
     ``u`` [N, m] inputs, ``x`` [N+1, n] the states they produce (simulated
     exactly from ``x0``), ``status`` the solver's code (:mod:`jtwin.qp.status`),
     ``iterations``, ``objective`` (``J`` above), and the solver's raw primal
-    ``z`` and dual ``y`` vectors (used as warm starts, see :meth:`LinearMPC.shift`).
+    ``z`` and dual ``y`` vectors (``y``: the multipliers of the QP's rows, then
+    those of its variable bounds), used as the warm start of the next solve
+    (see :meth:`LinearMPC.shift`).
     """
 
     u: Float[Array, "N m"]
@@ -72,7 +74,7 @@ class MPCSolution(eqx.Module):
     iterations: Int[Array, ""]
     objective: Float[Array, ""]
     z: Float[Array, " nz"]
-    y: Float[Array, " nrows"]
+    y: Float[Array, " nrows+nz"]
 
 
 def _bound(name, value, size, default):
@@ -213,9 +215,6 @@ class LinearMPC(eqx.Module):
     def _constrained_states(self) -> np.ndarray:
         return np.nonzero(np.isfinite(self.xmin) | np.isfinite(self.xmax))[0]
 
-    def _boxed_inputs(self) -> np.ndarray:
-        return np.nonzero(np.isfinite(self.umin) | np.isfinite(self.umax))[0]
-
     def _var_blocks(self, formulation: str) -> tuple[tuple[str, int], ...]:
         """Variable blocks, each [N, width], stacked time-major in this order."""
         nc = self._constrained_states().size
@@ -230,17 +229,36 @@ class LinearMPC(eqx.Module):
         return tuple(blocks)
 
     def _row_blocks(self, formulation: str) -> tuple[tuple[str, int], ...]:
-        nc, nb = self._constrained_states().size, self._boxed_inputs().size
+        """Constraint rows of the QP; simple bounds on a variable are not rows (see :meth:`_var_bounds`)."""
+        nc = self._constrained_states().size
         blocks = [("dyn", self.n)] if formulation == "sparse" else []
-        if nb:
-            blocks.append(("ubox", nb))
         if self.use_l1:
             blocks += [("l1_pos", self.m), ("l1_neg", self.m)]
         if self.use_hinge:
-            blocks += [("h_pos", 1), ("h_cut", 1)]
+            blocks.append(("h_cut", 1))
         if nc:
-            blocks += [("x_hi", nc), ("x_lo", nc), ("s_pos", nc)] if self.soft else [("xbox", nc)]
+            if self.soft:
+                blocks += [("x_hi", nc), ("x_lo", nc)]
+            elif formulation == "condensed":
+                blocks.append(("xbox", nc))
         return tuple(blocks)
+
+    def _var_bounds(self, formulation: str) -> tuple[np.ndarray, np.ndarray]:
+        """``lb ≤ z ≤ ub`` of the QP variables: input boxes, ``h ≥ 0``, ``s ≥ 0`` and, in the
+        sparse hard-constrained form, the state boxes (solved elementwise by :func:`solve_qp`)."""
+        N = self.horizon
+        umin, umax, xmin, xmax = self._bounds()
+        per_block = {
+            "x": (xmin, xmax) if not self.soft else (np.full(self.n, -np.inf), np.full(self.n, np.inf)),
+            "u": (umin, umax),
+            "tau": (np.full(self.m, -np.inf), np.full(self.m, np.inf)),
+            "h": (np.zeros(1), np.full(1, np.inf)),
+            "s": (np.zeros(self._constrained_states().size), np.full(self._constrained_states().size, np.inf)),
+        }
+        blocks = self._var_blocks(formulation)
+        lb = np.concatenate([np.tile(per_block[name][0], N) for name, _ in blocks])
+        ub = np.concatenate([np.tile(per_block[name][1], N) for name, _ in blocks])
+        return lb, ub
 
     def _choose_formulation(self, formulation: str) -> str:
         if self.method == "fista":
@@ -289,8 +307,8 @@ class LinearMPC(eqx.Module):
         vb, rb = self._var_blocks(f), self._row_blocks(f)
         voff = _offsets(vb, N)
         nz = sum(N * w for _, w in vb)
-        cidx, bidx = self._constrained_states(), self._boxed_inputs()
-        umin, umax, xmin, xmax = self._bounds()
+        cidx = self._constrained_states()
+        xmin, xmax = self._bounds()[2:]
         nc = cidx.size
         Wx = self._stage_weights()
         r = xref[1:]  # [N, n]
@@ -317,7 +335,7 @@ class LinearMPC(eqx.Module):
             q = q.at[sx].set(-2.0 * jnp.einsum("tij,tj->ti", Wx, r).reshape(N * n))
             sel = np.zeros((nc, n))
             sel[np.arange(nc), cidx] = 1.0
-            x_rows = jnp.kron(I_N, jnp.asarray(sel, dtype))
+            x_rows = jnp.kron(I_N, jnp.asarray(sel, dtype))  # soft rows only: hard boxes are bounds
             x_off = jnp.zeros(N * nc, dtype)
             x_cols = sx
         if self.use_l1:
@@ -348,15 +366,9 @@ class LinearMPC(eqx.Module):
                 shift = jnp.kron(jnp.eye(N, k=-1, dtype=dtype), self.A)
                 rhs = jnp.concatenate([(self.A @ x0)[None], jnp.zeros((N - 1, n), dtype)]) + d @ self.E.T
                 add([(cols("x"), jnp.eye(N * n, dtype=dtype) - shift), (su, -jnp.kron(I_N, self.B))], rhs.ravel(), rhs.ravel())
-            elif name == "ubox":
-                sel = np.zeros((w, m))
-                sel[np.arange(w), bidx] = 1.0
-                add([(su, jnp.kron(I_N, jnp.asarray(sel, dtype)))], np.tile(umin[bidx], N), np.tile(umax[bidx], N))
             elif name in ("l1_pos", "l1_neg"):
                 sign = -1.0 if name == "l1_pos" else 1.0  # tau - u >= 0, tau + u >= 0
                 add([(cols("tau"), jnp.eye(k, dtype=dtype)), (su, sign * jnp.eye(k, dtype=dtype))], np.zeros(k), inf[:k])
-            elif name == "h_pos":
-                add([(cols("h"), jnp.eye(N, dtype=dtype))], np.zeros(N), inf[:N])
             elif name == "h_cut":  # h - c'u_t >= -rho
                 add([(cols("h"), jnp.eye(N, dtype=dtype)), (su, -jnp.kron(I_N, self.c[None, :]))], -self.rho * jnp.ones(N, dtype), inf[:N])
             elif name == "xbox":
@@ -365,8 +377,6 @@ class LinearMPC(eqx.Module):
                 add([(x_cols, x_rows), (cols("s"), -jnp.eye(k, dtype=dtype))], -inf[:k], np.tile(xmax[cidx], N) - x_off)
             elif name == "x_lo":  # x + s >= xmin
                 add([(x_cols, x_rows), (cols("s"), jnp.eye(k, dtype=dtype))], np.tile(xmin[cidx], N) - x_off, inf[:k])
-            elif name == "s_pos":
-                add([(cols("s"), jnp.eye(k, dtype=dtype))], np.zeros(k), inf[:k])
         if rows:
             Aqp, l, u = jnp.concatenate(rows), jnp.concatenate(lows), jnp.concatenate(ups)
         else:
@@ -401,15 +411,18 @@ class LinearMPC(eqx.Module):
         if self.method == "fista":
             return self._solve_fista(x0, d, ref, warm_start)
         P, q, Aqp, l, u = self._qp(x0, d, ref)
-        ws = None if warm_start is None else (warm_start.z, warm_start.y)
+        lb, ub = (jnp.asarray(b, x0.dtype) for b in self._var_bounds(self.formulation))
+        nr = Aqp.shape[0]
+        ws = None if warm_start is None else (warm_start.z, warm_start.y[:nr], warm_start.y[nr:])
         sol = solve_qp(
-            P, q, Aqp, l, u,
+            P, q, Aqp, l, u, lb=lb, ub=ub,
             eps_abs=self.eps_abs, eps_rel=self.eps_rel, max_iter=self.max_iter,
             warm_start=ws, polish=self.polish, differentiation=self.differentiation,
         )  # fmt: skip
         voff = _offsets(self._var_blocks(self.formulation), N)
         U = sol.x[voff["u"] : voff["u"] + N * self.m].reshape(N, self.m)
-        return self._finish(x0, d, ref, U, sol.status, sol.iterations, sol.x, sol.y)
+        y = jnp.concatenate([sol.y, sol.y_bound])
+        return self._finish(x0, d, ref, U, sol.status, sol.iterations, sol.x, y)
 
     def _solve_fista(self, x0, d, ref, warm_start) -> MPCSolution:
         N, n, m = self.horizon, self.n, self.m
@@ -472,7 +485,7 @@ class LinearMPC(eqx.Module):
     def shift(self, solution: MPCSolution) -> MPCSolution:
         """Warm start for the next step: every time-indexed block moved one step ahead, last step repeated."""
         vb = self._var_blocks(self.formulation)
-        rb = self._row_blocks(self.formulation) if self.method == "admm" else ()
+        rb = self._row_blocks(self.formulation) + vb if self.method == "admm" else ()  # row, then bound multipliers
         N = self.horizon
         roll = lambda a: jnp.concatenate([a[1:], a[-1:]])  # noqa: E731
         return MPCSolution(

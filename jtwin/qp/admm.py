@@ -2,33 +2,44 @@
 
 Problem (``P`` symmetric positive semidefinite, bounds may be ``±inf``)::
 
-    minimise  ½ xᵀP x + qᵀx    subject to  l ≤ A x ≤ u.
+    minimise  ½ xᵀP x + qᵀx    subject to  l ≤ A x ≤ u,   lb ≤ x ≤ ub  (optional).
 
-The iteration is OSQP's (Stellato et al., 2020) on the Ruiz-equilibrated data
-(:mod:`jtwin.qp.scaling`).  With per-row step sizes ``R = diag(ρ)``::
+The variable bounds ``lb ≤ x ≤ ub`` are constraint rows with an identity
+matrix; they are kept as a diagonal (``C = [A; I]`` without forming ``I``), so
+every product with ``C`` costs one dense product with ``A`` plus an elementwise
+one.  The iteration is OSQP's (Stellato et al., 2020) on the Ruiz-equilibrated
+data (:mod:`jtwin.qp.scaling`).  With per-row step sizes ``R = diag(ρ)``::
 
-    x̃ = (P + σI + AᵀRA)⁻¹ (σx − q + Aᵀ(Rz − y))      (one factorisation, reused)
-    z̃ = A x̃
+    x̃ = (P + σI + CᵀRC)⁻¹ (σx − q + Cᵀ(Rz − y))      (one factorisation, reused)
+    z̃ = C x̃
     x ← αx̃ + (1−α)x
     z ← Π_[l,u](αz̃ + (1−α)z + R⁻¹y)
     y ← y + R(αz̃ + (1−α)z − z_new)
 
 ``ρ_i`` is ``1e3·ρ`` on equality rows (``l_i = u_i``), ``1e-6`` on free rows and
-``ρ`` otherwise.  Every ``check_interval`` iterations (a fixed, deterministic
-schedule) the solver evaluates OSQP's unscaled termination test
+``ρ`` otherwise.  The KKT matrix is small and dense, so its inverse is formed
+explicitly from a Cholesky factorisation (``K ⪰ σI``; it is rebuilt whenever ρ
+changes) and the x-update is a matrix product — for a batch, one GEMM.
+
+Every ``check_interval`` iterations (a fixed, deterministic schedule) the
+solver evaluates OSQP's unscaled termination test
 
     ‖Ax − z‖∞ ≤ ε_abs + ε_rel·max(‖Ax‖∞, ‖z‖∞)
-    ‖Px + q + Aᵀy‖∞ ≤ ε_abs + ε_rel·max(‖Px‖∞, ‖Aᵀy‖∞, ‖q‖∞),
+    ‖Px + q + Aᵀy‖∞ ≤ ε_abs + ε_rel·max(‖Px‖∞, ‖Aᵀy‖∞, ‖q‖∞)
 
-the infeasibility certificates of the last step ``δx``, ``δy``, and OSQP's
-adaptive-ρ estimate ``ρ·√((r_prim/‖·‖)/(r_dual/‖·‖))``; when that differs from
-``ρ`` by more than ``adaptive_rho_tolerance`` the KKT matrix is refactorised.
+and the infeasibility certificates of the last step ``δx``, ``δy``.  Every
+``adaptive_rho_interval`` iterations it forms OSQP's estimate
+``ρ·√((r_prim/‖·‖)/(r_dual/‖·‖))``; when that differs from ``ρ`` by more than
+``adaptive_rho_tolerance`` the KKT matrix is refactorised.
 
 Batching: problems that share ``P`` and ``A`` (MPC, where only ``q, l, u``
-move with the state) are solved together with **one** factorisation; under
-``jax.vmap`` with unbatched ``P, A`` :func:`solve_qp` switches to that path
-automatically (a ``custom_vmap`` rule).  Then ``ρ`` adapts from the batch's
-geometric-mean residual ratio, termination and statuses stay per problem.
+move with the state) are solved together with **one** factorisation per ρ;
+under ``jax.vmap`` with unbatched ``P, A`` :func:`solve_qp` switches to that
+path automatically (a ``custom_vmap`` rule).  The batch is cut into chunks of
+``batch_chunk`` problems, run one after the other: each chunk's loop stops when
+its own problems are done, and ρ adapts per chunk from the chunk's
+geometric-mean residual ratio.  Termination, statuses and the returned
+iterates stay per problem (a problem's solution is frozen at its check).
 With batched ``P`` or ``A`` every problem gets its own factorisation.
 """
 
@@ -56,13 +67,16 @@ _TINY = 1e-30
 
 @dataclasses.dataclass(frozen=True)
 class ADMMSettings:
-    """Static settings of the ADMM solver (hashable; defaults are OSQP's).
+    """Static settings of the ADMM solver (hashable; defaults are OSQP's unless noted).
 
-    ``check_interval`` is the fixed number of iterations between termination,
-    infeasibility and adaptive-ρ checks.  ``polish`` runs OSQP's active-set
-    polishing (one dense KKT solve with ``polish_refine`` refinement steps).
+    ``check_interval`` is the fixed number of iterations between termination
+    and infeasibility checks; ``adaptive_rho_interval`` (a multiple of it) the
+    number between ρ estimates.  ``polish`` runs OSQP's active-set polishing
+    (one dense KKT solve with ``polish_refine`` refinement steps).
     ``unrolled`` replaces the early-stopping ``while_loop`` by a fixed-length
     ``fori_loop`` so reverse-mode autodiff can run through the iterations.
+    ``bounds``: the problem has variable bounds ``lb ≤ x ≤ ub`` (diagonal rows).
+    ``batch_chunk``: problems per chunk on the shared-matrix batch path.
     """
 
     eps_abs: float = 1e-4
@@ -70,34 +84,39 @@ class ADMMSettings:
     eps_pinf: float = 1e-4
     eps_dinf: float = 1e-4
     max_iter: int = 4000
-    rho: float = 0.1
     sigma: float = 1e-6
     alpha: float = 1.6
     scaling: int = 10
     adaptive_rho: bool = True
     adaptive_rho_tolerance: float = 5.0
-    check_interval: int = 25
+    check_interval: int = 5
+    adaptive_rho_interval: int = 25
     polish: bool = False
     polish_delta: float = 1e-6
     polish_refine: int = 3
     unrolled: bool = False
+    bounds: bool = False
+    batch_chunk: int = 256
 
 
 class QPSolution(eqx.Module):
     """Result of :func:`solve_qp` (unscaled).
 
     ``x`` [n] primal point, ``y`` [m] constraint multipliers (``y > 0`` on an
-    active upper bound, ``< 0`` on an active lower bound), ``z`` [m] the
-    projection of ``Ax`` onto ``[l, u]``; ``status`` an integer code from
-    :mod:`jtwin.qp.status`; ``iterations`` the ADMM iterations run;
-    ``primal_residual`` ``‖Ax − z‖∞`` and ``dual_residual`` ``‖Px + q + Aᵀy‖∞``;
-    ``objective`` ``½xᵀPx + qᵀx``; ``rho`` the final (scalar) step size;
-    ``polished`` whether active-set polishing was accepted.
+    active upper bound, ``< 0`` on an active lower bound), ``y_bound`` [n] the
+    multipliers of the variable bounds ``lb ≤ x ≤ ub`` (zero without bounds),
+    ``z`` [m] the projection of ``Ax`` onto ``[l, u]``; ``status`` an integer
+    code from :mod:`jtwin.qp.status`; ``iterations`` the ADMM iterations run;
+    ``primal_residual`` ``‖Cx − z‖∞`` and ``dual_residual``
+    ``‖Px + q + Cᵀ[y; y_bound]‖∞``; ``objective`` ``½xᵀPx + qᵀx``; ``rho`` the
+    final (scalar) step size; ``polished`` whether
+    active-set polishing was accepted.
     For infeasible problems ``x, y`` hold the last iterate (not a solution).
     """
 
     x: Float[Array, " n"]
     y: Float[Array, " m"]
+    y_bound: Float[Array, " n"]
     z: Float[Array, " m"]
     status: Int[Array, ""]
     iterations: Int[Array, ""]
@@ -112,32 +131,63 @@ class QPSolution(eqx.Module):
 
 
 class _Scaled(eqx.Module):
-    """Scaled data shared by a batch: ``P̄, Ā``, per-row ρ pattern and the scaling."""
+    """Scaled data shared by a batch.
+
+    Constraint rows are ``C̄ = [Ā; diag(box)]``: ``A`` [m, n] dense rows and,
+    with variable bounds, ``box`` [n] the scaled diagonal of the bound rows
+    (zero where a variable is unbounded); without bounds ``box`` has size 0.
+    """
 
     P: Array
     A: Array
+    box: Array
     scaling: Scaling
     eq_rows: Array
     free_rows: Array
+
+    def rows(self, X: Array) -> Array:
+        """``X C̄ᵀ`` for a batch of points ``X`` [B, n] → [B, m (+ n)]."""
+        AX = X @ self.A.T
+        return jnp.concatenate([AX, X * self.box], axis=-1) if self.box.size else AX
+
+    def cols(self, W: Array) -> Array:
+        """``W C̄`` for a batch of row vectors ``W`` [B, m (+ n)] → [B, n]."""
+        m = self.A.shape[0]
+        out = W[..., :m] @ self.A
+        return out + W[..., m:] * self.box if self.box.size else out
+
+    def dense_rows(self) -> Array:
+        """``C̄`` as a dense matrix (polishing only)."""
+        return jnp.concatenate([self.A, jnp.diag(self.box)]) if self.box.size else self.A
 
     def rho_vec(self, rho: Array) -> Array:
         return jnp.where(self.free_rows, _RHO_MIN, jnp.where(self.eq_rows, _RHO_EQ_OVER_INEQ * rho, rho))
 
     def kkt_inverse(self, rho: Array, sigma: float) -> Array:
-        """``(P̄ + σI + ĀᵀRĀ)⁻¹`` from one Cholesky factorisation (dense, tiny systems)."""
-        n = self.P.shape[0]
-        K = self.P + sigma * jnp.eye(n, dtype=self.P.dtype) + (self.A.T * self.rho_vec(rho)) @ self.A
+        """``(P̄ + σI + C̄ᵀRC̄)⁻¹`` from one Cholesky factorisation (dense, small systems)."""
+        n, m = self.P.shape[0], self.A.shape[0]
+        R = self.rho_vec(rho)
+        diag = sigma + (R[m:] * self.box**2 if self.box.size else 0.0)
+        K = self.P + jnp.diag(jnp.broadcast_to(diag, (n,))).astype(self.P.dtype) + (self.A.T * R[:m]) @ self.A
         factor = jax.scipy.linalg.cho_factor(K, lower=True)
         return jax.scipy.linalg.cho_solve(factor, jnp.eye(n, dtype=self.P.dtype))
 
 
 def _setup(P, A, q, l, u, settings: ADMMSettings) -> _Scaled:
-    sc = ruiz_equilibrate(P, A, q, settings.scaling)
+    """Ruiz-scale ``(P, C)``; ``l, u`` [B, m (+ n)] cover the dense rows then the bound rows."""
+    m = A.shape[0]
+    if settings.bounds:
+        bounded = jnp.any(jnp.isfinite(l[:, m:]) | jnp.isfinite(u[:, m:]), axis=0).astype(P.dtype)
+        C = jnp.concatenate([A, jnp.diag(bounded)])
+    else:
+        bounded, C = jnp.zeros(0, P.dtype), A
+    sc = ruiz_equilibrate(P, C, q, settings.scaling)
     Ps = sc.c * sc.D[:, None] * P * sc.D[None, :]
-    As = sc.E[:, None] * A * sc.D[None, :]
+    As = sc.E[:m, None] * A * sc.D[None, :]
+    box = sc.E[m:] * bounded * sc.D if settings.bounds else bounded
     eq_rows = jnp.all(l == u, axis=0) & jnp.all(jnp.isfinite(l), axis=0)
     free_rows = jnp.all(jnp.isneginf(l) & jnp.isposinf(u), axis=0)
-    return _Scaled(P=Ps, A=As, scaling=sc, eq_rows=eq_rows, free_rows=free_rows)
+    return _Scaled(P=Ps, A=As, box=box, scaling=sc, eq_rows=eq_rows, free_rows=free_rows)
 
 
 # --------------------------------------------------------------------------- residuals
@@ -155,13 +205,13 @@ def _residuals(sd: _Scaled, qs, X, Z, Y, settings: ADMMSettings) -> _Residuals:
     """Unscaled OSQP residuals of a batch of scaled iterates (rows of X, Z, Y)."""
     D, E, c = sd.scaling.D, sd.scaling.E, sd.scaling.c
     inf = lambda v: jnp.max(jnp.abs(v), axis=-1, initial=0.0)  # noqa: E731
-    AX = (X @ sd.A.T) / E
+    CX = sd.rows(X) / E
     Zu = Z / E
     PX = (X @ sd.P) / (c * D)
-    ATY = (Y @ sd.A) / (c * D)
+    CTY = sd.cols(Y) / (c * D)
     Qu = qs / (c * D)
-    prim, norm_prim = inf(AX - Zu), jnp.maximum(inf(AX), inf(Zu))
-    dual, norm_dual = inf(PX + Qu + ATY), jnp.maximum(jnp.maximum(inf(PX), inf(ATY)), inf(Qu))
+    prim, norm_prim = inf(CX - Zu), jnp.maximum(inf(CX), inf(Zu))
+    dual, norm_dual = inf(PX + Qu + CTY), jnp.maximum(jnp.maximum(inf(PX), inf(CTY)), inf(Qu))
     ratio = jnp.sqrt((prim / (norm_prim + _TINY)) / (dual / (norm_dual + _TINY) + _TINY) + _TINY)
     return _Residuals(
         prim=prim,
@@ -173,7 +223,7 @@ def _residuals(sd: _Scaled, qs, X, Z, Y, settings: ADMMSettings) -> _Residuals:
 
 
 def _primal_infeasible(sd: _Scaled, l, u, dY, eps: float) -> Array:
-    """OSQP's certificate on the unscaled step ``δy``: ``‖Aᵀδy‖ ≤ ε‖δy‖``, ``uᵀδy⁺ + lᵀδy⁻ ≤ −ε‖δy‖``."""
+    """OSQP's certificate on the unscaled step ``δy``: ``‖Cᵀδy‖ ≤ ε‖δy‖``, ``uᵀδy⁺ + lᵀδy⁻ ≤ −ε‖δy‖``."""
     dy = dY * sd.scaling.E  # unscaled direction (up to the positive factor 1/c)
     lo_fin, up_fin = jnp.isfinite(l), jnp.isfinite(u)
     # project onto the polar of the recession cone of [l, u]
@@ -183,31 +233,89 @@ def _primal_infeasible(sd: _Scaled, l, u, dY, eps: float) -> Array:
     support = jnp.sum(jnp.where(up_fin, u, 0.0) * jnp.maximum(dy, 0.0), axis=-1) + jnp.sum(
         jnp.where(lo_fin, l, 0.0) * jnp.minimum(dy, 0.0), axis=-1
     )
-    aty = jnp.max(jnp.abs((dY @ sd.A) / sd.scaling.D), axis=-1, initial=0.0)
-    return (norm > _TINY) & (aty <= eps * norm) & (support <= -eps * norm)
+    cty = jnp.max(jnp.abs(sd.cols(dY) / sd.scaling.D), axis=-1, initial=0.0)
+    return (norm > _TINY) & (cty <= eps * norm) & (support <= -eps * norm)
 
 
 def _dual_infeasible(sd: _Scaled, qs, l, u, dX, eps: float) -> Array:
-    """OSQP's certificate on ``δx``: ``‖Pδx‖ ≤ ε‖δx‖``, ``qᵀδx ≤ −ε‖δx‖``, ``Aδx`` in the recession cone."""
+    """OSQP's certificate on ``δx``: ``‖Pδx‖ ≤ ε‖δx‖``, ``qᵀδx ≤ −ε‖δx‖``, ``Cδx`` in the recession cone."""
     D, E, c = sd.scaling.D, sd.scaling.E, sd.scaling.c
     norm = jnp.max(jnp.abs(dX * D), axis=-1)
     pdx = jnp.max(jnp.abs((dX @ sd.P) / (c * D)), axis=-1)
     qdx = jnp.sum(qs * dX, axis=-1) / c
-    adx = (dX @ sd.A.T) / E
+    cdx = sd.rows(dX) / E
     tol = eps * norm[..., None]
     cone = jnp.all(
-        jnp.where(jnp.isfinite(u), adx <= tol, True) & jnp.where(jnp.isfinite(l), adx >= -tol, True), axis=-1
+        jnp.where(jnp.isfinite(u), cdx <= tol, True) & jnp.where(jnp.isfinite(l), cdx >= -tol, True), axis=-1
     )
     return (norm > _TINY) & (pdx <= eps * norm) & (qdx <= -eps * norm) & cone
 
 
 # --------------------------------------------------------------------------- iteration
+#
+# The loop carries ``v = z + R⁻¹y`` instead of ``(z, y)``: with ``c = Π_[l,u](v)``
+# one has ``z = c``, ``y = R(v − c)``, and OSQP's step becomes
+#
+#     x̃ = (σx − q + Cᵀ R(2c − v)) K⁻¹,   x ← αx̃ + (1−α)x,   v ← v + α(Cx̃ − c),
+#
+# the same iterates with fewer passes over the [B, rows] arrays.  Rows are kept
+# as parts (dense rows, bound rows) so the bound rows never enter a matrix product.
+
+
+class _Data(eqx.Module):
+    """One batch (or chunk) of scaled problems: shared ``sd``, per-problem vectors [B, ·]."""
+
+    sd: _Scaled
+    qs: Array
+    l: Array
+    u: Array
+    ls: Array
+    us: Array
+
+
+def _parts(sd: _Scaled, V: Array) -> tuple[Array, ...]:
+    """Row-space array [B, m (+ n)] → (dense rows, bound rows) or (dense rows,)."""
+    m = sd.A.shape[0]
+    return (V[..., :m], V[..., m:]) if sd.box.size else (V,)
+
+
+def _iterate(data: _Data, Kinv, R, settings: ADMMSettings, count: int, X, V):
+    """``count`` ADMM steps; returns the final ``(X, V)`` and the previous ``(X, V)`` (for ``δx, δy``)."""
+    sd = data.sd
+    lo, hi, Rp = _parts(sd, data.ls), _parts(sd, data.us), _parts(sd, R)
+    alpha, sigma = settings.alpha, settings.sigma
+
+    def step(X, Vp):
+        c = tuple(jnp.clip(v, a, b) for v, a, b in zip(Vp, lo, hi))
+        W = tuple(r * (2.0 * ci - v) for r, ci, v in zip(Rp, c, Vp))
+        rhs = sigma * X - data.qs + W[0] @ sd.A
+        if sd.box.size:
+            rhs = rhs + W[1] * sd.box
+        Xt = rhs @ Kinv
+        Zt = (Xt @ sd.A.T, Xt * sd.box) if sd.box.size else (Xt @ sd.A.T,)
+        return alpha * Xt + (1.0 - alpha) * X, tuple(v + alpha * (zt - ci) for v, zt, ci in zip(Vp, Zt, c))
+
+    Xp, Vp = jax.lax.fori_loop(0, count - 1, lambda _, s: step(*s), (X, _parts(sd, V)))
+    X, Vn = step(Xp, Vp)
+    join = lambda P: jnp.concatenate(P, axis=-1) if len(P) > 1 else P[0]  # noqa: E731
+    return X, join(Vn), Xp, join(Vp)
+
+
+def _zy(data: _Data, R, V):
+    Z = jnp.clip(V, data.ls, data.us)
+    return Z, R * (V - Z)
 
 
 class _State(eqx.Module):
+    """Running iterates ``X, V`` (all problems keep iterating, so the loop body
+    has no per-problem masks) and the results ``Xr, Zr, Yr`` frozen at each
+    problem's successful check."""
+
     X: Array
-    Z: Array
-    Y: Array
+    V: Array
+    Xr: Array
+    Zr: Array
+    Yr: Array
     rho: Array
     Kinv: Array
     done: Array
@@ -216,58 +324,118 @@ class _State(eqx.Module):
     k: Array
 
 
-def _admm_step(sd: _Scaled, qs, ls, us, Kinv, R, sigma: float, alpha: float, X, Z, Y):
-    rhs = sigma * X - qs + (R * Z - Y) @ sd.A
-    Xt = rhs @ Kinv
-    Zt = Xt @ sd.A.T
-    Xn = alpha * Xt + (1.0 - alpha) * X
-    Zr = alpha * Zt + (1.0 - alpha) * Z
-    Zn = jnp.clip(Zr + Y / R, ls, us)
-    Yn = Y + R * (Zr - Zn)
-    return Xn, Zn, Yn
+def _infeasibility_and_rho(data: _Data, settings: ADMMSettings, st: _State, res, active, X, Y, Xp, Yp):
+    """Every ``adaptive_rho_interval`` iterations: infeasibility codes [B] and, if warranted, a new ρ."""
+    sd = data.sd
+    pinf = _primal_infeasible(sd, data.l, data.u, Y - Yp, settings.eps_pinf)
+    dinf = _dual_infeasible(sd, data.qs, data.l, data.u, X - Xp, settings.eps_dinf)
+    code = jnp.where(pinf, PRIMAL_INFEASIBLE, jnp.where(dinf, DUAL_INFEASIBLE, 0)).astype(jnp.int32)
+    if not settings.adaptive_rho:
+        return code, st.rho, st.Kinv
+    active = active & (code == 0)
+    logs = jnp.where(active, jnp.log(res.ratio), 0.0)
+    mean_log = jnp.sum(logs) / jnp.maximum(jnp.sum(active), 1)
+    rho_new = jax.lax.stop_gradient(jnp.clip(st.rho * jnp.exp(mean_log), _RHO_MIN, _RHO_MAX))
+    tol = settings.adaptive_rho_tolerance
+    change = jnp.any(active) & ((rho_new > tol * st.rho) | (rho_new < st.rho / tol))
+    rho = jnp.where(change, rho_new, st.rho)
+    Kinv = jax.lax.cond(change, lambda: sd.kkt_inverse(rho_new, settings.sigma), lambda: st.Kinv)
+    return code, rho, Kinv
 
 
-def _block(sd: _Scaled, qs, l, u, ls, us, settings: ADMMSettings, st: _State) -> _State:
-    """``check_interval`` ADMM iterations, then the checks (termination, infeasibility, ρ)."""
+def _block(data: _Data, settings: ADMMSettings, count: int, st: _State) -> _State:
+    """``count`` ADMM iterations, then the termination check; on the ρ schedule also the
+    infeasibility certificates and the ρ update (skipped by a ``cond`` otherwise)."""
+    sd = data.sd
     R = sd.rho_vec(st.rho)
-    live = lambda i: (~st.done & (st.k + i < settings.max_iter))[:, None]  # noqa: E731
-
-    def body(i, carry):
-        X, Z, Y, _, _ = carry
-        Xn, Zn, Yn = _admm_step(sd, qs, ls, us, st.Kinv, R, settings.sigma, settings.alpha, X, Z, Y)
-        on = live(i)
-        return jnp.where(on, Xn, X), jnp.where(on, Zn, Z), jnp.where(on, Yn, Y), X, Y
-
-    X, Z, Y, Xp, Yp = jax.lax.fori_loop(0, settings.check_interval, body, (st.X, st.Z, st.Y, st.X, st.Y))
-    k = jnp.minimum(st.k + settings.check_interval, settings.max_iter)
-
-    res = _residuals(sd, qs, X, Z, Y, settings)
+    X, V, Xp, Vp = _iterate(data, st.Kinv, R, settings, count, st.X, st.V)
+    k = st.k + count
+    Z, Y = _zy(data, R, V)
+    res = _residuals(sd, data.qs, X, Z, Y, settings)
     solved = (res.prim <= res.eps_prim) & (res.dual <= res.eps_dual)
-    pinf = _primal_infeasible(sd, l, u, Y - Yp, settings.eps_pinf)
-    dinf = _dual_infeasible(sd, qs, l, u, X - Xp, settings.eps_dinf)
-    finite = jnp.all(jnp.isfinite(X), -1) & jnp.all(jnp.isfinite(Y), -1) & jnp.all(jnp.isfinite(Z), -1)
-    code = jnp.where(
-        ~finite,
-        NUMERICAL_ERROR,
-        jnp.where(solved, SOLVED, jnp.where(pinf, PRIMAL_INFEASIBLE, jnp.where(dinf, DUAL_INFEASIBLE, 0))),
-    )
-    newly = ~st.done & (code > 0)
-    X, Z, Y = (jnp.where(finite[:, None], V, 0.0) for V in (X, Z, Y))
-    done = st.done | newly
-    status = jnp.where(newly, code, st.status)
-    iters = jnp.where(st.done, st.iters, k)
+    finite = jnp.all(jnp.isfinite(X), -1) & jnp.all(jnp.isfinite(V), -1)
+    active = ~st.done & finite & ~solved
 
-    rho, Kinv = st.rho, st.Kinv
-    if settings.adaptive_rho:
-        active = ~done & finite
-        logs = jnp.where(active, jnp.log(res.ratio), 0.0)
-        mean_log = jnp.sum(logs) / jnp.maximum(jnp.sum(active), 1)
-        rho_new = jax.lax.stop_gradient(jnp.clip(st.rho * jnp.exp(mean_log), _RHO_MIN, _RHO_MAX))
-        tol = settings.adaptive_rho_tolerance
-        change = jnp.any(active) & ((rho_new > tol * st.rho) | (rho_new < st.rho / tol))
-        rho = jnp.where(change, rho_new, st.rho)
-        Kinv = jax.lax.cond(change, lambda: sd.kkt_inverse(rho_new, settings.sigma), lambda: st.Kinv)
-    return _State(X=X, Z=Z, Y=Y, rho=rho, Kinv=Kinv, done=done, status=status, iters=iters, k=k)
+    def heavy():
+        return _infeasibility_and_rho(data, settings, st, res, active, X, Y, Xp, _zy(data, R, Vp)[1])
+
+    def light():
+        return jnp.zeros_like(st.status), st.rho, st.Kinv
+
+    due = (k % settings.adaptive_rho_interval == 0) | (k >= settings.max_iter)
+    infeasible, rho, Kinv = jax.lax.cond(due, heavy, light)
+    code = jnp.where(~finite, NUMERICAL_ERROR, jnp.where(solved, SOLVED, infeasible))
+    X, V, Z, Y = (jnp.where(finite[:, None], A_, 0.0) for A_ in (X, V, Z, Y))
+    newly = (~st.done & (code > 0))[:, None]
+    Xr, Zr, Yr = (jnp.where(newly, A_, Ar) for A_, Ar in ((X, st.Xr), (Z, st.Zr), (Y, st.Yr)))
+    R_new = sd.rho_vec(rho)
+    V = jnp.where(rho != st.rho, Z + Y / R_new, V)  # keep (z, y) when ρ changes
+    return _State(
+        X=X, V=V, Xr=Xr, Zr=Zr, Yr=Yr, rho=rho, Kinv=Kinv, done=st.done | (code > 0),
+        status=jnp.where(st.done, st.status, code), iters=jnp.where(st.done, st.iters, k), k=k,
+    )  # fmt: skip
+
+
+class _Result(eqx.Module):
+    """Per-problem outcome of the loop (scaled iterates; ``rho`` [B] the final ρ of each problem's chunk)."""
+
+    X: Array
+    Z: Array
+    Y: Array
+    done: Array
+    status: Array
+    iters: Array
+    rho: Array
+
+
+def _run(data: _Data, settings: ADMMSettings, X, Z, Y, rho) -> _Result:
+    """The ADMM loop on one batch/chunk: full check blocks, then the remainder up to ``max_iter``."""
+    B = X.shape[0]
+    R = data.sd.rho_vec(rho)
+    st = _State(
+        X=X, V=Z + Y / R, Xr=X, Zr=Z, Yr=Y, rho=rho, Kinv=data.sd.kkt_inverse(rho, settings.sigma),
+        done=jnp.zeros(B, bool), status=jnp.zeros(B, jnp.int32), iters=jnp.zeros(B, jnp.int32),
+        k=jnp.zeros((), jnp.int32),
+    )  # fmt: skip
+    ci = settings.check_interval
+    n_full, rest = divmod(settings.max_iter, ci)
+    block = functools.partial(_block, data, settings, ci)
+    if settings.unrolled:
+        st = jax.lax.fori_loop(0, n_full, lambda _, s: block(s), st)
+    else:
+        st = jax.lax.while_loop(lambda s: (s.k < n_full * ci) & ~jnp.all(s.done), block, st)
+    if rest:
+        last = functools.partial(_block, data, settings, rest)
+        st = last(st) if settings.unrolled else jax.lax.cond(jnp.all(st.done), lambda s: s, last, st)
+    Z, Y = _zy(data, data.sd.rho_vec(st.rho), st.V)
+    keep = lambda Vr, V: jnp.where(st.done[:, None], Vr, V)  # noqa: E731
+    return _Result(
+        X=keep(st.Xr, st.X), Z=keep(st.Zr, Z), Y=keep(st.Yr, Y), done=st.done, status=st.status,
+        iters=st.iters, rho=jnp.broadcast_to(st.rho, (B,)),
+    )  # fmt: skip
+
+
+def _run_chunked(data: _Data, settings: ADMMSettings, X, Z, Y, rho0) -> _Result:
+    """:func:`_run` over chunks of ``batch_chunk`` problems (padded with copies of the last one).
+
+    Each chunk starts from the geometric mean of its problems' initial ρ.
+    """
+    B = X.shape[0]
+    C = settings.batch_chunk
+    if settings.unrolled or B <= C:
+        return _run(data, settings, X, Z, Y, jnp.exp(jnp.mean(jnp.log(rho0))))
+    n_chunks = -(-B // C)
+    pad = n_chunks * C - B
+    split = lambda V: jnp.concatenate([V, jnp.repeat(V[-1:], pad, axis=0)]).reshape((n_chunks, C) + V.shape[1:])  # noqa: E731
+    per_problem = (data.qs, data.l, data.u, data.ls, data.us, X, Z, Y, rho0)
+
+    def one(chunk):
+        qs, l, u, ls, us, Xc, Zc, Yc, rc = chunk
+        sub = _Data(sd=data.sd, qs=qs, l=l, u=u, ls=ls, us=us)
+        return _run(sub, settings, Xc, Zc, Yc, jnp.exp(jnp.mean(jnp.log(rc))))
+
+    out = jax.lax.map(one, tuple(split(V) for V in per_problem))
+    return jax.tree.map(lambda V: V.reshape((n_chunks * C,) + V.shape[2:])[:B], out)
 
 
 # --------------------------------------------------------------------------- polishing
@@ -279,14 +447,15 @@ def _polish_one(sd: _Scaled, qs, ls, us, x, z, y, settings: ADMMSettings):
     Inactive rows are kept in a fixed-size system with the equation ``y_i = 0``,
     so the shapes are static.  Returns scaled ``(x, z, y)``.
     """
-    n, m = x.shape[0], z.shape[0]
+    n = x.shape[0]
+    C = sd.dense_rows()
     lower = (z - ls < -y) & jnp.isfinite(ls)
     upper = (us - z < y) & jnp.isfinite(us)
     act = (lower | upper).astype(x.dtype)
     bound = jnp.where(lower, ls, jnp.where(upper, us, 0.0))
     delta = settings.polish_delta
-    top = jnp.concatenate([sd.P, sd.A.T * act], axis=1)
-    K_true = jnp.concatenate([top, jnp.concatenate([act[:, None] * sd.A, jnp.diag(act - 1.0)], axis=1)], axis=0)
+    top = jnp.concatenate([sd.P, C.T * act], axis=1)
+    K_true = jnp.concatenate([top, jnp.concatenate([act[:, None] * C, jnp.diag(act - 1.0)], axis=1)], axis=0)
     reg = jnp.concatenate([jnp.full(n, delta), -delta * act])
     K_reg = K_true + jnp.diag(reg).astype(x.dtype)
     rhs = jnp.concatenate([-qs, act * bound])
@@ -295,41 +464,28 @@ def _polish_one(sd: _Scaled, qs, ls, us, x, z, y, settings: ADMMSettings):
     for _ in range(settings.polish_refine):  # iterative refinement towards the unregularised system
         sol = sol + jax.scipy.linalg.lu_solve(lu, rhs - K_true @ sol)
     xp, yp = sol[:n], sol[n:] * act
-    zp = jnp.clip(sd.A @ xp, ls, us)
+    zp = jnp.clip(C @ xp, ls, us)
     return xp, zp, yp
 
 
 # --------------------------------------------------------------------------- driver
 
 
-def _solve_batch(settings: ADMMSettings, P, A, q, l, u, x0, y0):
-    """Solve a batch (leading axis) of QPs that share ``P`` and ``A`` with one factorisation."""
-    dtype = P.dtype
+def _solve_batch(settings: ADMMSettings, P, A, q, l, u, x0, y0, rho0):
+    """Solve a batch (leading axis) of QPs that share ``P`` and ``A`` with one factorisation per ρ.
+
+    ``l, u, y0`` [B, m (+ n)] cover the dense rows and then (with bounds) the
+    bound rows; ``rho0`` [B] the initial step sizes.
+    """
     sd = _setup(P, A, q, l, u, settings)
     D, E, c = sd.scaling.D, sd.scaling.E, sd.scaling.c
     qs, ls, us = c * D * q, E * l, E * u
     Xs = x0 / D
     Ys = c * y0 / E
-    Zs = jnp.clip(Xs @ sd.A.T, ls, us)
-    rho0 = jnp.asarray(settings.rho, dtype)
+    Zs = jnp.clip(sd.rows(Xs), ls, us)
+    data = _Data(sd=sd, qs=qs, l=l, u=u, ls=ls, us=us)
+    st = _run_chunked(data, settings, Xs, Zs, Ys, jax.lax.stop_gradient(rho0))
     B = q.shape[0]
-    st = _State(
-        X=Xs,
-        Z=Zs,
-        Y=Ys,
-        rho=rho0,
-        Kinv=sd.kkt_inverse(rho0, settings.sigma),
-        done=jnp.zeros(B, bool),
-        status=jnp.zeros(B, jnp.int32),
-        iters=jnp.zeros(B, jnp.int32),
-        k=jnp.zeros((), jnp.int32),
-    )
-    step = functools.partial(_block, sd, qs, l, u, ls, us, settings)
-    if settings.unrolled:
-        n_blocks = -(-settings.max_iter // settings.check_interval)
-        st = jax.lax.fori_loop(0, n_blocks, lambda _, s: step(s), st)
-    else:
-        st = jax.lax.while_loop(lambda s: (s.k < settings.max_iter) & ~jnp.all(s.done), step, st)
     status = jnp.where(st.done, st.status, MAX_ITER)
     X, Z, Y = st.X, st.Z, st.Y
 
@@ -347,26 +503,29 @@ def _solve_batch(settings: ADMMSettings, P, A, q, l, u, x0, y0):
         X, Z, Y = (jnp.where(polished[:, None], new, old) for new, old in ((Xp, X), (Zp, Z), (Yp, Y)))
 
     res = _residuals(sd, qs, X, Z, Y, settings)
+    m = A.shape[0]
     x = X * D
-    y = Y * E / c
-    z = Z / E
+    y_all = Y * E / c
+    z = Z[:, :m] / E[:m]
+    y_bound = y_all[:, m:] if settings.bounds else jnp.zeros_like(x)
     objective = 0.5 * jnp.sum(x * (x @ P.T), -1) + jnp.sum(q * x, -1)
     return QPSolution(
         x=x,
-        y=y,
+        y=y_all[:, :m],
+        y_bound=y_bound,
         z=z,
         status=status,
         iterations=st.iters,
         primal_residual=res.prim,
         dual_residual=res.dual,
         objective=objective,
-        rho=jnp.broadcast_to(st.rho, (B,)),
+        rho=st.rho,
         polished=polished,
     )
 
 
-def _solve_single(settings, P, A, q, l, u, x0, y0) -> QPSolution:
-    batch = _solve_batch(settings, P, A, q[None], l[None], u[None], x0[None], y0[None])
+def _solve_single(settings, P, A, q, l, u, x0, y0, rho0) -> QPSolution:
+    batch = _solve_batch(settings, P, A, q[None], l[None], u[None], x0[None], y0[None], rho0[None])
     return jax.tree.map(lambda v: v[0], batch)
 
 
@@ -375,18 +534,21 @@ def _batching_solver(settings: ADMMSettings):
     """``_solve_single`` whose ``vmap`` shares one factorisation when ``P`` and ``A`` are unbatched."""
 
     @custom_vmap
-    def solver(P, A, q, l, u, x0, y0):
-        return _solve_single(settings, P, A, q, l, u, x0, y0)
+    def solver(P, A, q, l, u, x0, y0, rho0):
+        return _solve_single(settings, P, A, q, l, u, x0, y0, rho0)
 
     @solver.def_vmap
-    def _rule(axis_size, in_batched, P, A, q, l, u, x0, y0):
+    def _rule(axis_size, in_batched, P, A, q, l, u, x0, y0, rho0):
         P_b, A_b, *rest_b = in_batched
         if not (P_b or A_b):
-            vecs = [v if b else jnp.broadcast_to(v, (axis_size,) + v.shape) for v, b in zip((q, l, u, x0, y0), rest_b)]
+            vecs = [
+                v if b else jnp.broadcast_to(v, (axis_size,) + v.shape)
+                for v, b in zip((q, l, u, x0, y0, rho0), rest_b)
+            ]
             out = _solve_batch(settings, P, A, *vecs)
         else:
             axes = tuple(0 if b else None for b in in_batched)
-            out = jax.vmap(functools.partial(_solve_single, settings), in_axes=axes)(P, A, q, l, u, x0, y0)
+            out = jax.vmap(functools.partial(_solve_single, settings), in_axes=axes)(P, A, q, l, u, x0, y0, rho0)
         return out, jax.tree.map(lambda _: True, out)
 
     return solver
@@ -396,17 +558,37 @@ def _batching_solver(settings: ADMMSettings):
 
 
 @functools.partial(jax.jit, static_argnames=("settings",))
-def _solve(P, q, A, l, u, x0, y0, settings: ADMMSettings) -> QPSolution:
-    if settings.unrolled:
-        return _solve_single(settings, P, A, q, l, u, x0, y0)
+def _solve(P, q, A, l, u, lb, ub, x0, y0, rho0, settings: ADMMSettings) -> QPSolution:
     sg = jax.lax.stop_gradient
-    sol = _batching_solver(settings)(*(sg(v) for v in (P, A, q, l, u, x0, y0)))
-    x, y = attach_kkt_gradient(P, q, A, l, u, sol.x, sol.y, sol.status == SOLVED)
+    m = A.shape[0]
+    if settings.bounds:  # bound rows follow the dense rows
+        l_all, u_all = jnp.concatenate([l, lb]), jnp.concatenate([u, ub])
+    else:
+        l_all, u_all = l, u
+    if settings.unrolled:
+        return _solve_single(settings, P, A, q, l_all, u_all, x0, y0, rho0)
+    sol = _batching_solver(settings)(*(sg(v) for v in (P, A, q, l_all, u_all, x0, y0, rho0)))
+    if settings.bounds:
+        C = jnp.concatenate([A, jnp.eye(A.shape[1], dtype=A.dtype)])
+        x, y_all = attach_kkt_gradient(P, q, C, l_all, u_all, sol.x, jnp.concatenate([sol.y, sol.y_bound]), sol.status == SOLVED)
+        y, y_bound = y_all[:m], y_all[m:]
+    else:
+        x, y = attach_kkt_gradient(P, q, A, l, u, sol.x, sol.y, sol.status == SOLVED)
+        y_bound = sol.y_bound
     objective = 0.5 * x @ (P @ x) + q @ x
-    return eqx.tree_at(lambda s: (s.x, s.y, s.objective), sol, (x, y, objective))
+    return eqx.tree_at(lambda s: (s.x, s.y, s.y_bound, s.objective), sol, (x, y, y_bound, objective))
 
 
-def _validate(P, q, A, l, u, warm_start):
+def _check_bounds(lo_name, hi_name, lo, hi):
+    if _checks.is_concrete(lo) and _checks.is_concrete(hi):
+        if bool(jnp.any(jnp.isnan(lo)) | jnp.any(jnp.isnan(hi))):
+            raise ValueError(f"{lo_name}, {hi_name}: bounds contain NaN; use ±inf for absent bounds")
+        if bool(jnp.any(lo > hi)):
+            bad = jnp.nonzero(lo > hi)[0].tolist()
+            raise ValueError(f"{lo_name}, {hi_name}: need {lo_name} <= {hi_name} elementwise; violated at rows {bad}")
+
+
+def _validate(P, q, A, l, u, lb, ub, warm_start, rho):
     P = _checks.as_array("P", P, (None, None))
     n = P.shape[0]
     P = _checks.as_array("P", P, (n, n))
@@ -415,20 +597,29 @@ def _validate(P, q, A, l, u, warm_start):
     m = A.shape[0]
     l = _checks.as_array("l", l, (m,), finite=False)
     u = _checks.as_array("u", u, (m,), finite=False)
-    if _checks.is_concrete(l) and _checks.is_concrete(u):
-        if bool(jnp.any(jnp.isnan(l)) | jnp.any(jnp.isnan(u))):
-            raise ValueError("l, u: bounds contain NaN; use ±inf for absent bounds")
-        if bool(jnp.any(l > u)):
-            raise ValueError(f"l, u: need l <= u elementwise; violated at rows {jnp.nonzero(l > u)[0].tolist()}")
-    dtype = jnp.result_type(P, q, A, l, u)
-    P, q, A, l, u = (v.astype(dtype) for v in (P, q, A, l, u))
+    _check_bounds("l", "u", l, u)
+    bounds = lb is not None or ub is not None
+    lb = jnp.full(n, -jnp.inf) if lb is None else _checks.as_array("lb", lb, (n,), finite=False)
+    ub = jnp.full(n, jnp.inf) if ub is None else _checks.as_array("ub", ub, (n,), finite=False)
+    _check_bounds("lb", "ub", lb, ub)
+    dtype = jnp.result_type(P, q, A, l, u, lb, ub)
+    P, q, A, l, u, lb, ub = (v.astype(dtype) for v in (P, q, A, l, u, lb, ub))
+    rho0 = jnp.asarray(rho, dtype)
+    y_bound = jnp.zeros(n, dtype)
     if warm_start is None:
         x0, y0 = jnp.zeros(n, dtype), jnp.zeros(m, dtype)
+    elif isinstance(warm_start, QPSolution):
+        x0, y0, y_bound = warm_start.x, warm_start.y, warm_start.y_bound
+    elif len(warm_start) in (2, 3, 4):
+        x0, y0, *rest = warm_start
+        y_bound = _checks.as_array("warm_start.y_bound", rest[0], (n,)) if rest else y_bound
+        rho0 = _checks.as_array("warm_start.rho", rest[1], ()).astype(dtype) if len(rest) == 2 else rho0
     else:
-        x0, y0 = (warm_start.x, warm_start.y) if isinstance(warm_start, QPSolution) else warm_start
-        x0 = _checks.as_array("warm_start.x", x0, (n,)).astype(dtype)
-        y0 = _checks.as_array("warm_start.y", y0, (m,)).astype(dtype)
-    return P, q, A, l, u, x0, y0
+        raise ValueError("warm_start: expected a QPSolution or a tuple (x, y), (x, y, y_bound) or (x, y, y_bound, rho)")
+    x0 = _checks.as_array("warm_start.x", x0, (n,)).astype(dtype)
+    y0 = _checks.as_array("warm_start.y", y0, (m,)).astype(dtype)
+    y0 = jnp.concatenate([y0, y_bound.astype(dtype)]) if bounds else y0
+    return (P, q, A, l, u, lb, ub, x0, y0, rho0), bounds
 
 
 def solve_qp(
@@ -438,40 +629,51 @@ def solve_qp(
     l: Float[Array, " m"],
     u: Float[Array, " m"],
     *,
+    lb: Float[Array, " n"] | None = None,
+    ub: Float[Array, " n"] | None = None,
     eps_abs: float = 1e-4,
     eps_rel: float = 1e-4,
     max_iter: int = 4000,
-    warm_start: QPSolution | tuple[Array, Array] | None = None,
+    warm_start: QPSolution | tuple[Array, ...] | None = None,
     polish: bool = False,
     differentiation: str = "implicit",
     rho: float = 0.1,
     sigma: float = 1e-6,
     alpha: float = 1.6,
     adaptive_rho: bool = True,
-    check_interval: int = 25,
+    check_interval: int = 5,
+    adaptive_rho_interval: int = 25,
     scaling: int = 10,
     eps_pinf: float = 1e-4,
     eps_dinf: float = 1e-4,
+    batch_chunk: int = 256,
 ) -> QPSolution:
-    """Solve ``min ½xᵀPx + qᵀx  s.t.  l ≤ Ax ≤ u`` with OSQP's ADMM on dense arrays.
+    """Solve ``min ½xᵀPx + qᵀx  s.t.  l ≤ Ax ≤ u, lb ≤ x ≤ ub`` with OSQP's ADMM on dense arrays.
 
     Shapes: ``P`` [n, n] symmetric PSD, ``q`` [n], ``A`` [m, n], ``l, u`` [m]
-    (``±inf`` for absent bounds, ``l_i = u_i`` for equalities).  Defaults match
-    OSQP (ρ=0.1, σ=1e-6, α=1.6, 10 Ruiz passes, adaptive ρ with tolerance 5),
-    except that ρ adapts and termination is checked on a fixed schedule of
-    ``check_interval`` iterations (deterministic; OSQP's default is time based).
+    (``±inf`` for absent bounds, ``l_i = u_i`` for equalities), optional
+    variable bounds ``lb, ub`` [n] (handled elementwise: cheaper than identity
+    rows in ``A``; their multipliers are ``QPSolution.y_bound``).  Defaults
+    match OSQP (ρ=0.1, σ=1e-6, α=1.6, 10 Ruiz passes, adaptive ρ with
+    tolerance 5), except that termination is checked every
+    ``check_interval`` iterations and ρ re-estimated every
+    ``adaptive_rho_interval`` iterations (a deterministic schedule; OSQP's
+    default is time based).
 
-    ``warm_start``: a previous :class:`QPSolution` or a pair ``(x, y)``.
+    ``warm_start``: a previous :class:`QPSolution` (its ``x, y, y_bound``) or a
+    tuple ``(x, y)``, ``(x, y, y_bound)`` or ``(x, y, y_bound, rho)``; the last
+    also restarts from step size ``rho`` (e.g. a previous solve's final
+    ``QPSolution.rho``, as OSQP's solver object keeps ρ between solves).
     ``differentiation``: ``"implicit"`` (default; the forward solve stops
-    early and reverse-mode gradients w.r.t. ``P, q, A, l, u`` come from the
-    KKT conditions at the active set, :mod:`jtwin.qp.implicit`) or
-    ``"unrolled"`` (always runs ``max_iter`` iterations, rounded up to a
-    multiple of ``check_interval``, frozen after convergence, and autodiff
-    runs through them; keep ``max_iter`` modest).
+    early and reverse-mode gradients w.r.t. ``P, q, A, l, u, lb, ub`` come from
+    the KKT conditions at the active set, :mod:`jtwin.qp.implicit`) or
+    ``"unrolled"`` (always runs ``max_iter`` iterations, frozen after
+    convergence, and autodiff runs through them; keep ``max_iter`` modest).
 
     jit- and vmap-able.  Under ``jax.vmap`` with unbatched ``P`` and ``A``
-    (only ``q, l, u`` or the warm start batched) the batch shares one KKT
-    factorisation and ρ adapts batch-wide; statuses stay per problem.
+    (only ``q, l, u, lb, ub`` or the warm start batched) the batch shares one
+    KKT factorisation per ρ, in chunks of ``batch_chunk`` problems whose ρ
+    adapts chunk-wide; statuses stay per problem.
     Inputs are validated here (ValueError naming the argument); inside the
     solve, failures are reported through ``status`` (:mod:`jtwin.qp.status`).
     """
@@ -482,21 +684,31 @@ def solve_qp(
             raise ValueError(f"{name}: expected a {'positive' if name in ('rho', 'sigma') else 'non-negative'} number, got {value}")
     if not 0.0 < alpha < 2.0:
         raise ValueError(f"alpha: over-relaxation must lie in (0, 2), got {alpha}")
-    if max_iter < 1 or check_interval < 1:
-        raise ValueError(f"max_iter, check_interval: expected positive integers, got {max_iter}, {check_interval}")
+    if min(max_iter, check_interval, adaptive_rho_interval, batch_chunk) < 1:
+        raise ValueError(
+            "max_iter, check_interval, adaptive_rho_interval, batch_chunk: expected positive integers, got "
+            f"{max_iter}, {check_interval}, {adaptive_rho_interval}, {batch_chunk}"
+        )
+    if adaptive_rho_interval % check_interval:
+        raise ValueError(
+            f"adaptive_rho_interval: must be a multiple of check_interval={check_interval}, got {adaptive_rho_interval}"
+        )
+    args, bounds = _validate(P, q, A, l, u, lb, ub, warm_start, rho)
     settings = ADMMSettings(
         eps_abs=float(eps_abs),
         eps_rel=float(eps_rel),
         eps_pinf=float(eps_pinf),
         eps_dinf=float(eps_dinf),
         max_iter=int(max_iter),
-        rho=float(rho),
         sigma=float(sigma),
         alpha=float(alpha),
         scaling=int(scaling),
         adaptive_rho=bool(adaptive_rho),
         check_interval=int(check_interval),
+        adaptive_rho_interval=int(adaptive_rho_interval),
         polish=bool(polish),
         unrolled=differentiation == "unrolled",
+        bounds=bounds,
+        batch_chunk=int(batch_chunk),
     )
-    return _solve(*_validate(P, q, A, l, u, warm_start), settings=settings)
+    return _solve(*args, settings=settings)
