@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--u-other", type=float, default=0.0, help="utilisation of the other tasks on the processor")
     sched.add_argument("--comm-time", default="0", help="communication time per loop, e.g. 0.5ms")
     sched.set_defaults(func=_cmd_schedule)
+    from .serve import add_cli as add_serve_cli
+
+    add_serve_cli(sub)  # `jtwin export CONFIG --out F` and `jtwin serve ARTIFACT`
     return parser
 
 
