@@ -9,7 +9,6 @@ from filterpy.kalman import KalmanFilter
 from scipy.stats import chi2, multivariate_normal
 
 from jtwin.estimation import (
-    EKF,
     KF,
     UKF,
     SquareRootUKF,
@@ -244,7 +243,7 @@ def test_singular_covariances_stay_finite():
     A = np.array([[1.0, 0.1], [0.0, 1.0]])
     model = LinearModel(A, None, [[1.0, 0.0], [1.0, 0.0]], np.diag([0.0, 0.0]), np.diag([0.0, 1e-2]))
     ys = np.array(model.simulate(jax.random.PRNGKey(0), np.array([1.0, 0.5]), 10).ys)
-    for est in (KF(), UKF(), SquareRootUKF(), EKF(diagnose=False)):
+    for est in (KF(), UKF(), SquareRootUKF()):
         res = run(est, model, np.zeros(2), np.zeros((2, 2)), ys)
         assert all(np.all(np.isfinite(a)) for a in (res.means, res.covs, res.log_likelihood)), type(est).__name__
         assert np.min(np.linalg.eigvalsh(np.asarray(res.covs))) > -1e-8
