@@ -89,7 +89,7 @@ class ADMMSettings:
     scaling: int = 10
     adaptive_rho: bool = True
     adaptive_rho_tolerance: float = 5.0
-    check_interval: int = 5
+    check_interval: int = 25
     adaptive_rho_interval: int = 25
     polish: bool = False
     polish_delta: float = 1e-6
@@ -641,7 +641,7 @@ def solve_qp(
     sigma: float = 1e-6,
     alpha: float = 1.6,
     adaptive_rho: bool = True,
-    check_interval: int = 5,
+    check_interval: int = 25,
     adaptive_rho_interval: int = 25,
     scaling: int = 10,
     eps_pinf: float = 1e-4,
