@@ -15,28 +15,12 @@ Aggregates: mean, p50, p95 and ``CVaR_q`` (Rockafellar–Uryasev: the mean of th
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
 
 from .control import LinearMPC
 from .qp import MAX_ITER, SOLVED
 from .simulate import Rollout
-
-
-def cvar(losses: Float[Array, " S"], q: float = 0.95) -> Float[Array, ""]:
-    """Conditional value at risk ``CVaR_q = min_a a + E[(L − a)₊] / (1 − q)`` of an empirical sample.
-
-    Exact for the empirical distribution: the mean of the largest ``(1 − q)·S`` losses, the
-    boundary sample weighted fractionally.
-    """
-    if not 0.0 <= q < 1.0:
-        raise ValueError(f"q: expected a level in [0, 1), got {q}")
-    losses = jnp.sort(jnp.ravel(jnp.asarray(losses)))[::-1]
-    s = losses.shape[0]
-    tail = (1.0 - q) * s  # number of samples (fractional) in the tail
-    weights = jnp.clip(tail - jnp.arange(s), 0.0, 1.0)
-    return jnp.sum(weights * losses) / tail
+from .uncertainty.risk import cvar
 
 
 def scenario_kpis(rollout: Rollout, mpc: LinearMPC, dt: float) -> dict[str, np.ndarray]:
