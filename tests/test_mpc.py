@@ -82,6 +82,23 @@ def test_admm_mpc_with_l1_and_hinge_matches_cvxpy(seed, formulation, soft):
     assert np.any(np.abs(u_ref) < 1e-6) or np.any(np.abs(u_ref @ p["c"] - 0.2) < 1e-6)
 
 
+def test_l1_on_sign_definite_inputs_is_linear_and_exact():
+    """Boxes that fix each input's sign (u1 >= 0, u2 <= 0) turn α|u| into a linear cost: no slacks, same optimum."""
+    p = plant(4)
+    kw = dict(alpha=0.5, beta=2.0, rho=0.1)
+    umin, umax = np.array([0.0, -1.0]), np.array([1.0, 0.0])
+    mpc = LinearMPC(
+        p["A"], p["B"], N, p["Q"], p["R"], xref=p["xref"], umin=umin, umax=umax, c=p["c"], E=p["E"],
+        eps_abs=1e-6, eps_rel=1e-6, **kw,
+    )  # fmt: skip
+    assert mpc.l1_sign == (1.0, -1.0) and "tau" not in dict(mpc._var_blocks(mpc.formulation))
+    sol = mpc.solve(p["x0"], p["d"])
+    u_ref, f_ref = cvxpy_mpc(p, umin=umin, umax=umax, **kw)
+    assert int(sol.status) == SOLVED
+    assert abs(float(sol.objective) - f_ref) <= 1e-4 * abs(f_ref)
+    np.testing.assert_allclose(sol.u, u_ref, atol=1e-3)
+
+
 def test_fista_mpc_matches_cvxpy():
     p = plant(3)
     kw = dict(alpha=0.3, beta=2.0, rho=0.2)

@@ -20,7 +20,9 @@ Solvers (``method``):
 
 * ``"admm"`` (default): the problem is written as a QP for
   :func:`jtwin.qp.solve_qp` (``½zᵀPz + qᵀz``, so ``P`` is twice the Hessian of
-  ``J``).  ℓ1 through epigraph slacks ``τ ≥ |u|`` (cost ``α·Στ``), the hinge
+  ``J``).  ℓ1 through epigraph slacks ``τ ≥ |u|`` (cost ``α·Στ``) — or, when every
+  input box fixes the input's sign (e.g. ``umin ≥ 0``), exactly as the linear cost
+  ``α·sign(u)ᵀu`` without slacks — the hinge
   through ``h ≥ 0, h ≥ cᵀu_t − ρ`` (cost ``β·Σh``), soft constraints through
   slacks ``s ≥ 0`` with ``xmin − s ≤ x ≤ xmax + s`` (cost ``w·Σs``).
 * ``"fista"``: accelerated proximal gradient on the condensed inputs with the
@@ -124,6 +126,7 @@ class LinearMPC(eqx.Module):
     max_iter: int = eqx.field(static=True)
     polish: bool = eqx.field(static=True)
     use_l1: bool = eqx.field(static=True)
+    l1_sign: tuple[float, ...] | None = eqx.field(static=True)
     use_hinge: bool = eqx.field(static=True)
     soft: bool = eqx.field(static=True)
 
@@ -190,7 +193,11 @@ class LinearMPC(eqx.Module):
         self.rho = jnp.asarray(rho, dtype)
         self.soft = soft_penalty is not None
         self.soft_penalty = _nonneg("soft_penalty", 0.0 if soft_penalty is None else soft_penalty, dtype)
-        self.use_l1 = not (_checks.is_concrete(self.alpha) and float(self.alpha) == 0.0)
+        l1 = not (_checks.is_concrete(self.alpha) and float(self.alpha) == 0.0)
+        # |u_j| is linear where the box fixes the sign of u_j: no epigraph slack is needed then
+        sign = np.where(bounds["umin"] >= 0, 1.0, np.where(bounds["umax"] <= 0, -1.0, 0.0))
+        self.l1_sign = tuple(map(float, sign)) if l1 and np.all(sign != 0) else None
+        self.use_l1 = l1 and self.l1_sign is None
         self.use_hinge = not (_checks.is_concrete(self.beta) and float(self.beta) == 0.0)
         self.horizon, self.method, self.differentiation = N, method, differentiation
         self.eps_abs, self.eps_rel, self.max_iter, self.polish = float(eps_abs), float(eps_rel), int(max_iter), polish
@@ -340,6 +347,8 @@ class LinearMPC(eqx.Module):
             x_cols = sx
         if self.use_l1:
             q = q.at[voff["tau"] : voff["tau"] + N * m].set(self.alpha)
+        elif self.l1_sign is not None:  # α|u| = α·sign·u on sign-definite boxes
+            q = q.at[su].add(self.alpha * jnp.tile(jnp.asarray(self.l1_sign, dtype), N))
         if self.use_hinge:
             q = q.at[voff["h"] : voff["h"] + N].set(self.beta)
         if self.soft and nc:
