@@ -541,9 +541,4 @@ class ChanceMPC(eqx.Module):
         n = self.nominal.n
         mean = _checks.as_array("mean", mean, (n,))
         cov = _checks.check_covariance("cov", cov, n)
-        return _chance_jit(self, mean, cov, warm_start)
-
-
-@eqx.filter_jit
-def _chance_jit(mpc: ChanceMPC, mean, cov, warm_start):
-    return mpc.nominal._solve(mean, *mpc.backoffs(cov), warm_start)
+        return self.nominal.solve(mean, *self.backoffs(cov), warm_start)
