@@ -11,8 +11,8 @@
 3. Per-step cost vs n = 4 ... 128: XLA flop count and wall time of one jitted UKF step
    (via ``jtwin.schedule.measure_step_cost``, fitted ``k n^3``) and the scan-amortised step time.
 
-Times are wall-clock medians; CPU (process) time is recorded too, because this machine's two
-cores are shared and wall time under contention overstates both sides.
+Times are the best (minimum) of several repeats on both sides, in wall-clock and CPU (process)
+seconds: this machine's two cores are shared, and contention inflates single runs by up to 10x.
 Writes benchmarks/results/estimation_lorenz96.json.
 
     .venv/bin/python benchmarks/bench_lorenz96.py [--quick]
@@ -73,14 +73,14 @@ def make_data(model, key, steps, batch=None):
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
-    """Median wall and CPU seconds of ``fn()`` (run to completion) over ``repeats`` calls."""
+    """Best (minimum) wall and CPU seconds of ``fn()`` (run to completion) over ``repeats`` calls."""
     wall, cpu = [], []
     for _ in range(repeats):
         w, c = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn())
         wall.append(time.perf_counter() - w)
         cpu.append(time.process_time() - c)
-    return float(np.median(wall)), float(np.median(cpu))
+    return float(np.min(wall)), float(np.min(cpu))
 
 
 def rmse(means, xs):
@@ -98,7 +98,7 @@ def accuracy_and_speed(steps: int) -> dict:
     t0 = time.perf_counter()
     res = jax.block_until_ready(filt(ys))
     compile_s = time.perf_counter() - t0
-    jt_wall, jt_cpu = (t / steps for t in timed(lambda: filt(ys), 5))
+    jt_wall, jt_cpu = (t / steps for t in timed(lambda: filt(ys), 10))
 
     # One assimilation step as its own jitted call (update + predict), as a serving loop runs it.
     est = UKF()
@@ -109,26 +109,23 @@ def accuracy_and_speed(steps: int) -> dict:
         return est.predict(model, post, jnp.zeros(0), 0.0), post.mean
 
     belief = est.init(jnp.asarray(mean0), jnp.asarray(cov0))
-    jax.block_until_ready(single(model, belief, ys[0]))
-    t0 = time.perf_counter()
-    for k in range(min(steps, 300)):
-        belief, _ = single(model, belief, ys[k])
-    jax.block_until_ready(belief)
-    jt_call = (time.perf_counter() - t0) / min(steps, 300)
+    jt_call = timed(lambda: single(model, belief, ys[0]), 50)[0]
 
     points = MerweScaledSigmaPoints(40, alpha=1.0, beta=2.0, kappa=0.0)
     ukf = UnscentedKalmanFilter(40, 40, DT, lambda x: x, lorenz96_rk4_numpy, points)
     ukf.x, ukf.P, ukf.Q, ukf.R = mean0.copy(), cov0.copy(), np.asarray(model.Q), np.asarray(model.R)
     ukf.sigmas_f = points.sigma_points(ukf.x, ukf.P)
-    fp_means = []
+    fp_means, chunk = [], 50
+    steps_iter = iter(range(steps))
 
-    def filterpy_run():
-        for k in range(steps):
+    def filterpy_chunk():  # the whole sequence is filtered once, timed in chunks of 50 steps
+        for _ in range(chunk):
+            k = next(steps_iter)
             ukf.update(ys[k])
             fp_means.append(ukf.x.copy())
             ukf.predict()
 
-    fp_wall, fp_cpu = (t / steps for t in timed(filterpy_run, 1))
+    fp_wall, fp_cpu = (t / chunk for t in timed(filterpy_chunk, steps // chunk))
 
     jt_rmse, fp_rmse = rmse(res.means, xs), rmse(fp_means, xs)
     return {
@@ -210,12 +207,13 @@ def cost_vs_dimension(ns, steps: int) -> dict:
         params, static = eqx.partition(model, eqx.is_array)
         return (lambda params, *a: step(eqx.combine(params, static), *a)), (params, *rest)
 
-    cost = schedule.measure_step_cost(make_step, ns, repeats=20)
+    cost = schedule.measure_step_cost(make_step, ns, repeats=10)
     amortised = []
     for n in ns:
         model = lorenz96_model(n=n, q_std=Q_STD, r_std=R_STD)
         ys = make_data(model, jax.random.PRNGKey(n), steps).ys
-        filt = eqx.filter_jit(lambda model, ys: run_filter(UKF(), model, FORCING * jnp.ones(n), jnp.eye(n), ys).log_likelihood)
+        mean0, cov0 = FORCING * jnp.ones(n), jnp.eye(n)
+        filt = eqx.filter_jit(lambda model, ys: run_filter(UKF(), model, mean0, cov0, ys).log_likelihood)
         jax.block_until_ready(filt(model, ys))
         amortised.append(timed(lambda: filt(model, ys), 3)[0] / steps)
     return {

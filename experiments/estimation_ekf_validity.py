@@ -60,15 +60,16 @@ def evaluate(r_std: float) -> dict:
 
 def main() -> None:
     print("ratio: median validity ratio on the EKF's beliefs; @UKF: on the UKF's beliefs")
-    header = f"{'r':>6} {'ratio':>7} {'@UKF':>7} {'EKF RMSE':>9} {'UKF RMSE':>9} {'EKF/UKF':>8} {'EKF NEES':>9} {'UKF NEES':>9}"
-    print(header)
+    columns = ("r", "ratio", "@UKF", "EKF RMSE", "UKF RMSE", "EKF/UKF", "EKF NEES", "UKF NEES")
+    print(" ".join(f"{c:>{w}}" for c, w in zip(columns, (6, 7, 7, 9, 9, 8, 9, 9))))
     rows = []
     for r_std in (0.02, 0.1, 0.3, 0.6, 1.0):
         row = evaluate(r_std)
         rows.append(row)
         print(
-            f"{row['r']:6.2f} {row['ratio']:7.3f} {row['ratio_ukf']:7.3f} {row['ekf_rmse']:9.4f} {row['ukf_rmse']:9.4f} "
-            f"{row['ekf_rmse'] / row['ukf_rmse']:8.3f} {row['ekf_nees']:9.2f} {row['ukf_nees']:9.2f}"
+            f"{row['r']:6.2f} {row['ratio']:7.3f} {row['ratio_ukf']:7.3f} {row['ekf_rmse']:9.4f} "
+            f"{row['ukf_rmse']:9.4f} {row['ekf_rmse'] / row['ukf_rmse']:8.3f} "
+            f"{row['ekf_nees']:9.2f} {row['ukf_nees']:9.2f}"
         )
     small = [r for r in rows if r["ratio_ukf"] < 0.05]
     large = [r for r in rows if r["ratio_ukf"] >= 0.3]
@@ -77,7 +78,8 @@ def main() -> None:
         print(f"ratio < 0.05: EKF and UKF RMSE agree within {100 * gap:.2f}%")
     if large:
         worst = min(r["ekf_rmse"] / r["ukf_rmse"] for r in large)
-        print(f"ratio >= 0.3: EKF RMSE is at least {worst:.2f}x the UKF's; EKF NEES up to {max(r['ekf_nees'] for r in large):.1f}")
+        nees = max(r["ekf_nees"] for r in large)
+        print(f"ratio >= 0.3: EKF RMSE is at least {worst:.2f}x the UKF's; EKF NEES up to {nees:.1f}")
 
 
 if __name__ == "__main__":

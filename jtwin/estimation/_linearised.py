@@ -23,11 +23,15 @@ class LinearisedFilter(AbstractFilter):
     """
 
     @abc.abstractmethod
-    def linearise_transition(self, model: AbstractModel, mean, u, t, d) -> tuple[Float[Array, " n"], Float[Array, "n n"]]:
+    def linearise_transition(
+        self, model: AbstractModel, mean, u, t, d
+    ) -> tuple[Float[Array, " n"], Float[Array, "n n"]]:
         """``(f(m), F)``."""
 
     @abc.abstractmethod
-    def linearise_observation(self, model: AbstractModel, mean, u, t) -> tuple[Float[Array, " ny"], Float[Array, "ny n"]]:
+    def linearise_observation(
+        self, model: AbstractModel, mean, u, t
+    ) -> tuple[Float[Array, " ny"], Float[Array, "ny n"]]:
         """``(h(m), H)``."""
 
     def predict_with_cross(self, model, belief, u, t, d=None):

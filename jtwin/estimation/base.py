@@ -68,7 +68,10 @@ class AbstractFilter(eqx.Module):
     def update(
         self, model: AbstractModel, belief, y: Float[Array, " ny"], u: Float[Array, " m"], t
     ) -> tuple[Belief, UpdateInfo]:
-        """Measurement update with ``y`` (NaN entries = not measured); returns the posterior and an :class:`UpdateInfo`."""
+        """Measurement update with ``y`` (NaN entries = not measured).
+
+        Returns the posterior belief and an :class:`UpdateInfo`.
+        """
 
     def diagnostics(self, model: AbstractModel, belief, u, t, d=None) -> dict | None:
         """Per-step diagnostics of the filtered belief (``None`` unless an estimator defines some)."""

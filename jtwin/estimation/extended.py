@@ -29,7 +29,11 @@ def _jacobian_transform(model: AbstractModel, mode: JacobianMode) -> Callable:
 
 def _value_and_jacobian(fn: Callable, x, jac: Callable):
     """``(fn(x), ∂fn/∂x)`` from one autodiff pass."""
-    jacobian, value = jac(lambda z: (fn(z), fn(z)), has_aux=True)(x)
+    def with_aux(z):
+        value = fn(z)
+        return value, value
+
+    jacobian, value = jac(with_aux, has_aux=True)(x)
     return value, jacobian
 
 

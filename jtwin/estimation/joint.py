@@ -96,9 +96,10 @@ def augment_parameters(model: AbstractModel, where: Callable, param_std) -> Para
     k = flat.shape[0]
     if k == 0:
         raise ValueError("where: selected no parameters; it must return the array leaves to estimate")
-    std = np.broadcast_to(np.asarray(param_std, dtype=float), (k,)) if np.ndim(param_std) <= 1 else None
-    if std is None or not np.all(np.isfinite(std)) or np.any(std < 0):
+    std = np.asarray(param_std, dtype=float)
+    if std.shape not in ((), (k,)) or not np.all(np.isfinite(std)) or np.any(std < 0):
         raise ValueError(f"param_std: expected a non-negative scalar or {k} values, got {param_std!r}")
+    std = np.broadcast_to(std, (k,))
     q = jsl.block_diag(jnp.tril(model.Q_factor), jnp.diag(jnp.asarray(std, flat.dtype)))
     return ParameterAugmentedModel(
         model=model, where=where, unravel=unravel, Q_factor=q, R_factor=model.R_factor, dt=model.dt
@@ -108,7 +109,10 @@ def augment_parameters(model: AbstractModel, where: Callable, param_std) -> Para
 def joint_prior(
     augmented: ParameterAugmentedModel, mean_x: Float[Array, " n"], cov_x: Float[Array, "n n"], param_std0
 ) -> tuple[Float[Array, " nz"], Float[Array, "nz nz"]]:
-    """Prior over ``z = [x; θ]``: ``N([mean_x; θ₀], blkdiag(cov_x, diag(param_std0²)))``, θ₀ the model's current values."""
+    """Prior over ``z = [x; θ]``: ``N([mean_x; θ₀], blkdiag(cov_x, diag(param_std0²)))``.
+
+    θ₀ are the model's current parameter values.
+    """
     n, k = augmented.model.state_dim, augmented.num_parameters
     mean_x = _checks.as_array("mean_x", mean_x, (n,))
     cov_x = _checks.as_array("cov_x", cov_x, (n, n))

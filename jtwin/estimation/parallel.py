@@ -22,7 +22,9 @@ from .smoother import SmootherResult
 
 def _require_linear(model) -> None:
     if not isinstance(model, LinearModel):
-        raise ValueError(f"model: the parallel Kalman filter needs a jtwin.models.LinearModel, got {type(model).__name__}")
+        raise ValueError(
+            f"model: the parallel Kalman filter needs a jtwin.models.LinearModel, got {type(model).__name__}"
+        )
 
 
 def _filter_element(F, offset, noise, H, R, y):
@@ -120,7 +122,10 @@ def parallel_kalman_filter(
 
 
 def _smoother_element(mean, cov, F, offset, Q):
-    """Element ``(E, g, L)`` of step k: ``E = P Fᵀ (F P Fᵀ + Q)⁻¹``, ``g = m - E (F m + offset)``, ``L = P - E F P``."""
+    """Element ``(E, g, L)`` of step k.
+
+    ``E = P Fᵀ (F P Fᵀ + Q)⁻¹``, ``g = m - E (F m + offset)``, ``L = P - E F P``.
+    """
     chol = safe_cholesky(F @ cov @ F.T + Q)
     E = jsl.cho_solve((chol, True), F @ cov).T
     return E, mean - E @ (F @ mean + offset), symmetrize(cov - E @ F @ cov)

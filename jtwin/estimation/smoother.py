@@ -24,7 +24,9 @@ class SmootherResult(eqx.Module):
 
 
 def rts_step(mean, cov, pred_mean, pred_cov, cross, smooth_mean_next, smooth_cov_next):
-    """One backward RTS step: ``G = C (P⁻)⁻¹``, ``m^s = m + G (m^s₊ - m⁻)``, ``P^s = P + G (P^s₊ - P⁻) Gᵀ``.
+    """One backward RTS step.
+
+    ``G = C (P⁻)⁻¹``, ``m^s = m + G (m^s₊ - m⁻)``, ``P^s = P + G (P^s₊ - P⁻) Gᵀ``.
 
     ``C = Cov(x[k], x[k+1])`` from the time update (``P Fᵀ`` for KF/EKF, the sigma-point
     cross-covariance for the UKF), ``m⁻, P⁻`` the prediction of ``x[k+1]`` from the filtered ``(m, P)``.

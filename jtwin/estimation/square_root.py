@@ -13,10 +13,18 @@ from .unscented import UnscentedBase
 
 
 def qr_factor(compound: Float[Array, "n k"]) -> Float[Array, "n n"]:
-    """Lower-triangular ``L`` with ``L Lᵀ = A Aᵀ`` (``k ≥ n``) from a QR of ``Aᵀ``; non-negative diagonal."""
+    """Lower-triangular ``L`` with ``L Lᵀ = A Aᵀ`` (``k ≥ n``) from a QR of ``Aᵀ``.
+
+    The diagonal is made positive and floored at ``n ε max|L_ii|`` (a round-off-sized
+    perturbation) so that triangular solves with a rank-deficient factor stay finite.
+    """
     r = jnp.linalg.qr(compound.T, mode="r")
+    diag = jnp.abs(jnp.diagonal(r))
     signs = jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(r.dtype)
-    return r.T * signs[None, :]
+    low = r.T * signs[None, :]
+    eps, tiny = jnp.finfo(r.dtype).eps, jnp.finfo(r.dtype).tiny
+    floor = low.shape[0] * eps * jax.lax.stop_gradient(jnp.max(diag)) + tiny
+    return low + jnp.diag(jnp.maximum(diag, floor) - diag)
 
 
 def cholesky_update(factor: Float[Array, "n n"], x: Float[Array, " n"], sign: float) -> Float[Array, "n n"]:

@@ -52,11 +52,6 @@ def sigma_points(mean: Float[Array, " n"], factor: Float[Array, "n n"], gamma: f
     return jnp.concatenate([mean[None], mean + spread, mean - spread])
 
 
-def block_diag(a: Float[Array, "n n"], b: Float[Array, "k k"]) -> Float[Array, "n+k n+k"]:
-    """Block-diagonal square root of an augmented (state, noise) covariance."""
-    return jsl.block_diag(a, b)
-
-
 class UnscentedBase(AbstractFilter):
     """Sigma-point configuration shared by :class:`UKF` and :class:`SquareRootUKF`."""
 
@@ -111,7 +106,7 @@ class UnscentedBase(AbstractFilter):
             return (lambda x: model.transition(x, u, t, d)), belief_mean, factor
         mean = jnp.concatenate([belief_mean, jnp.zeros(n, belief_mean.dtype)])
         fn = lambda z: model.transition(z[:n], u, t, d) + z[n:]  # noqa: E731
-        return fn, mean, block_diag(factor, jnp.tril(model.Q_factor))
+        return fn, mean, jsl.block_diag(factor, jnp.tril(model.Q_factor))
 
     def observation_fn(self, model, belief_mean, factor, u, t):
         """``(fn, mean, factor)`` for the measurement: ``h(x)`` (R added afterwards) for additive noise,
@@ -121,7 +116,7 @@ class UnscentedBase(AbstractFilter):
         n, nv = belief_mean.shape[0], model.R_factor.shape[0]
         mean = jnp.concatenate([belief_mean, jnp.zeros(nv, belief_mean.dtype)])
         fn = lambda z: model.observe_noisy(z[:n], u, t, z[n:])  # noqa: E731
-        return fn, mean, block_diag(factor, jnp.tril(model.R_factor))
+        return fn, mean, jsl.block_diag(factor, jnp.tril(model.R_factor))
 
 
 class UKF(UnscentedBase):
