@@ -31,6 +31,7 @@ from . import (  # noqa: E402
     qp,
     schedule,
     sync,
+    uncertainty,
     validation,
 )
 from . import kpi, simulate, twin  # noqa: E402  (the closed loop, built on the packages above)
@@ -45,6 +46,7 @@ __all__ = [
     "qp",
     "schedule",
     "sync",
+    "uncertainty",
     "validation",
     "kpi",
     "simulate",
