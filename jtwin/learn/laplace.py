@@ -74,7 +74,7 @@ class Laplace:
         vals, vecs = np.linalg.eigh(self.hessian)
         v = vecs[:, 0]
         order = np.argsort(-np.abs(v))[:3]
-        terms = " ".join(f"{v[i]:+.2f}·{self.names[i]}" for i in order if abs(v[i]) > 0.05)
+        terms = " ".join(f"{v[i]:+.2f}·{self.names[i]}" for i in order if abs(v[i]) > 0.01)
         return f"eigenvalue {vals[0]:.3g} along {terms}"
 
 
