@@ -41,7 +41,8 @@ def as_array(name: str, value, shape: Sequence[int | None], *, finite: bool = Tr
         arr = arr.astype(jnp.result_type(float))
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
         raise ValueError(f"{name}: expected shape {_fmt(shape)}, got {tuple(arr.shape)}")
-    if finite and is_concrete(arr) and not bool(jnp.all(jnp.isfinite(arr))):
+    # numpy, not jnp: under jit a jnp op on a captured constant would be staged (a tracer)
+    if finite and is_concrete(arr) and not np.all(np.isfinite(np.asarray(arr))):
         raise ValueError(f"{name}: contains NaN or inf entries; expected finite values")
     return arr
 

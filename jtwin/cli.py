@@ -9,7 +9,14 @@ import sys
 def _cmd_run(args: argparse.Namespace) -> int:
     from .run import run_config
 
-    print(run_config(args.config, scenarios=args.scenarios, steps=args.steps))
+    print(run_config(args.config, scenarios=args.scenarios, steps=args.steps, params=args.params))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .learn.train import cli_train
+
+    print(cli_train(args.config, args.logs, method=args.method, out_dir=args.out))
     return 0
 
 
@@ -53,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="path to a TOML config (e.g. configs/building.toml)")
     run.add_argument("--scenarios", type=int, default=None, help="override [simulation].scenarios")
     run.add_argument("--steps", type=int, default=None, help="override [simulation].steps")
+    run.add_argument("--params", default=None, help="fitted plant parameters (params.eqx written by jtwin train)")
     run.set_defaults(func=_cmd_run)
+    train = sub.add_parser("train", help="fit the plant's parameters to a log (MLE or prediction error)")
+    train.add_argument("config", help="TOML config (plant, [estimator], [train])")
+    train.add_argument("--logs", required=True, help="plant log: CSV (t, u_*, y_*, d_* columns) or NPZ")
+    train.add_argument("--method", choices=("mle", "prediction"), default=None, help="override [train].method")
+    train.add_argument("--out", default=None, help="output directory (default train_<config name>)")
+    train.set_defaults(func=_cmd_train)
     drift = sub.add_parser("drift", help="KS drift tests of a new log against a reference log: none/retrain/redesign")
     drift.add_argument("config", help="TOML config ([drift] sets alpha, correction, min_effect)")
     drift.add_argument("--ref", required=True, help="reference log (CSV: r_* columns are residuals; or NPZ with x, r)")

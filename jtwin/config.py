@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .learn.options import TrainOptions
 from .models import library
 
 PLANTS = {
@@ -64,7 +65,7 @@ PLANTS = {
 _PARAMETER_CLASSES = {"building": library.BuildingRC, "cstr": library.CSTRDynamics}
 CONTROLLERS = ("mpc",)
 ESTIMATORS = ("kf", "ekf", "ukf", "srukf")
-TABLES = ("plant", "simulation", "weather", "controller", "estimator", "sync", "drift")
+TABLES = ("plant", "simulation", "weather", "controller", "estimator", "sync", "drift", "train")
 
 
 class ConfigError(ValueError):
@@ -153,6 +154,7 @@ class Config:
     estimator: EstimatorConfig = EstimatorConfig()
     sync: SyncConfig = SyncConfig()
     drift: DriftConfig = DriftConfig()
+    train: TrainOptions = TrainOptions()
     source: str = "<string>"
 
 
@@ -258,7 +260,11 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
         raise ConfigError(f"drift.alpha: expected a level in (0, 1), got {drift.alpha}")
     if drift.correction not in ("bonferroni", "holm"):
         raise ConfigError(f"drift.correction: expected 'bonferroni' or 'holm', got {drift.correction!r}")
-    return Config(PlantConfig(kind, dict(params)), sim, weather, ctrl, est, sync, drift, source)
+    try:
+        train = _fields(TrainOptions, _table(data, "train", ""), "train")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return Config(PlantConfig(kind, dict(params)), sim, weather, ctrl, est, sync, drift, train, source)
 
 
 def load_config(path: str | Path) -> Config:

@@ -75,15 +75,24 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
     )
 
 
-def run_config(path: str, scenarios: int | None = None, steps: int | None = None) -> str:
-    """Run the config at ``path`` and return a printable KPI summary."""
+def run_config(path: str, scenarios: int | None = None, steps: int | None = None, params: str | None = None) -> str:
+    """Run the config at ``path`` and return a printable KPI summary.
+
+    ``params``: a ``params.eqx`` written by ``jtwin train``; the plant (and the twin's model) then
+    use the fitted parameters.
+    """
     cfg = load_config(path)
     sim = cfg.simulation
     scenarios = sim.scenarios if scenarios is None else scenarios
     steps = sim.steps if steps is None else steps
     if scenarios < 1 or steps < 1:
         raise ConfigError(f"--scenarios/--steps: expected positive integers, got {scenarios}, {steps}")
-    model = cfg.plant.build()
+    if params is None:
+        model = cfg.plant.build()
+    else:
+        from .learn.train import load_fitted
+
+        model = load_fitted(cfg, params)
     n = model.state_dim
     x0 = np.zeros(n) if sim.x0 is None else np.asarray(sim.x0)
     if x0.shape != (n,):
