@@ -80,6 +80,20 @@ def prepare_prior(model: AbstractModel, mean0, cov0):
     return mean0, cov0
 
 
+def prepare_all(model: AbstractModel, mean0, cov0, ys, us, ts, ds):
+    """Validate everything :func:`run_filter` receives; return arrays in one floating dtype.
+
+    Checks run eagerly on concrete values even when called under ``jit`` with closed-over
+    constants (``jax.ensure_compile_time_eval``); traced values get the static shape checks only.
+    """
+    with jax.ensure_compile_time_eval():
+        ys = prepare_measurements(model, ys)
+        mean0, cov0 = prepare_prior(model, mean0, cov0)
+        dtype = jnp.result_type(ys, mean0, cov0)
+        us, ts, ds = prepare_inputs(model, ys.shape[0], dtype, us, ts, ds)
+    return ys.astype(dtype), mean0.astype(dtype), cov0.astype(dtype), us, ts, ds
+
+
 def run_filter(
     estimator: AbstractFilter,
     model: AbstractModel,
@@ -98,10 +112,8 @@ def run_filter(
     Returns the filtered means/covariances of ``x[k]`` and the log-likelihood (see
     :class:`FilterResult`).  To batch scenarios, ``jax.vmap`` this function.
     """
-    ys = prepare_measurements(model, ys)
-    mean0, cov0 = prepare_prior(model, mean0, cov0)
-    dtype = jnp.result_type(ys, mean0, cov0)
-    us, ts, ds = prepare_inputs(model, ys.shape[0], dtype, us, ts, ds)
+    ys, mean0, cov0, us, ts, ds = prepare_all(model, mean0, cov0, ys, us, ts, ds)
+    dtype = ys.dtype
 
     def step(belief, inputs):
         y, u, t, d = inputs
@@ -110,8 +122,8 @@ def run_filter(
         diagnostics = estimator.diagnostics(model, posterior, u, t, d)
         return estimator.predict(model, posterior, u, t, d), (posterior.mean, posterior.cov, info, diagnostics)
 
-    prior = estimator.init(mean0.astype(dtype), cov0.astype(dtype))
-    final, (means, covs, info, diagnostics) = jax.lax.scan(step, prior, (ys.astype(dtype), us, ts, ds))
+    prior = estimator.init(mean0, cov0)
+    final, (means, covs, info, diagnostics) = jax.lax.scan(step, prior, (ys, us, ts, ds))
     return FilterResult(
         means=means,
         covs=covs,

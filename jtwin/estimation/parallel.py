@@ -16,7 +16,7 @@ from jaxtyping import Array, Float
 
 from ..models.linear import LinearModel
 from ._linalg import innovation, mask_covariance, measurement_mask, safe_cholesky, symmetrize
-from .filter import FilterResult, prepare_inputs, prepare_measurements, prepare_prior
+from .filter import FilterResult, prepare_all, prepare_inputs
 from .smoother import SmootherResult
 
 
@@ -81,30 +81,28 @@ def parallel_kalman_filter(
     the one-step predictions (vectorised over time).  Time stamps are not needed by a linear model.
     """
     _require_linear(model)
-    ys = prepare_measurements(model, ys)
-    mean0, cov0 = prepare_prior(model, mean0, cov0)
-    dtype = jnp.result_type(ys, mean0, cov0)
+    ys, mean0, cov0, us, _, ds = prepare_all(model, mean0, cov0, ys, us, None, ds)
+    dtype = ys.dtype
     T, n = ys.shape[0], model.state_dim
-    us, _, ds = prepare_inputs(model, T, dtype, us, None, ds)
     offsets = us @ model.B.T + ds @ model.E.T  # offsets[k] drives x[k] -> x[k+1]
 
     Fs = jnp.concatenate([jnp.zeros((1, n, n), dtype), jnp.broadcast_to(model.A, (T - 1, n, n))])
-    step_offsets = jnp.concatenate([mean0[None].astype(dtype), offsets[:-1]])
-    noises = jnp.concatenate([cov0[None].astype(dtype), jnp.broadcast_to(model.Q, (T - 1, n, n))])
+    step_offsets = jnp.concatenate([mean0[None], offsets[:-1]])
+    noises = jnp.concatenate([cov0[None], jnp.broadcast_to(model.Q, (T - 1, n, n))])
     elements = jax.vmap(_filter_element, in_axes=(0, 0, 0, None, None, 0))(
-        Fs, step_offsets, noises, model.H, model.R, ys.astype(dtype)
+        Fs, step_offsets, noises, model.H, model.R, ys
     )
     _, means, covs, _, _ = jax.lax.associative_scan(jax.vmap(_filter_combine), elements)
 
-    pred_means = jnp.concatenate([mean0[None].astype(dtype), means[:-1] @ model.A.T + offsets[:-1]])
-    pred_covs = jnp.concatenate([cov0[None].astype(dtype), model.A @ covs[:-1] @ model.A.T + model.Q])
+    pred_means = jnp.concatenate([mean0[None], means[:-1] @ model.A.T + offsets[:-1]])
+    pred_covs = jnp.concatenate([cov0[None], model.A @ covs[:-1] @ model.A.T + model.Q])
 
     def likelihood(mean, cov, y):
         y0, mask = measurement_mask(y)
         chol = safe_cholesky(mask_covariance(model.H @ cov @ model.H.T + model.R, mask))
         return innovation(y0, mask, model.H @ mean, chol, None)
 
-    info = jax.vmap(likelihood)(pred_means, pred_covs, ys.astype(dtype))
+    info = jax.vmap(likelihood)(pred_means, pred_covs, ys)
     return FilterResult(
         means=means,
         covs=covs,
@@ -148,7 +146,8 @@ def parallel_rts_smoother(
     _require_linear(model)
     T, n = result.means.shape
     dtype = result.means.dtype
-    us, _, ds = prepare_inputs(model, T, dtype, us, None, ds)
+    with jax.ensure_compile_time_eval():
+        us, _, ds = prepare_inputs(model, T, dtype, us, None, ds)
     offsets = us @ model.B.T + ds @ model.E.T
     E, g, L = jax.vmap(_smoother_element, in_axes=(0, 0, None, 0, None))(
         result.means[:-1], result.covs[:-1], model.A, offsets[:-1], model.Q

@@ -54,7 +54,8 @@ def rts_smoother(
     Backward pass by ``lax.scan``; ``jit``/``vmap``/``grad``-compatible.
     """
     T = result.means.shape[0]
-    us, ts, ds = prepare_inputs(model, T, result.means.dtype, us, ts, ds)
+    with jax.ensure_compile_time_eval():
+        us, ts, ds = prepare_inputs(model, T, result.means.dtype, us, ts, ds)
 
     def predicted(mean, cov, u, t, d):
         belief, cross = estimator.predict_with_cross(model, estimator.init(mean, cov), u, t, disturbance(model, d))
