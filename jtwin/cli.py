@@ -36,6 +36,9 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
     durations = {}
     for flag, text in (("--period", args.period), ("--comm-time", args.comm_time)):
+        if text is None:  # no communication time given
+            durations[flag] = 0.0
+            continue
         try:
             durations[flag] = parse_duration(text)
         except ValueError as exc:
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("config", help="TOML config (plant and [estimator])")
     sched.add_argument("--period", required=True, help="control period, e.g. 20ms, 0.5s")
     sched.add_argument("--u-other", type=float, default=0.0, help="utilisation of the other tasks on the processor")
-    sched.add_argument("--comm-time", default="0", help="communication time per loop, e.g. 0.5ms")
+    sched.add_argument("--comm-time", default=None, help="communication time per loop, e.g. 0.5ms (default none)")
     sched.set_defaults(func=_cmd_schedule)
     from .serve import add_cli as add_serve_cli
 

@@ -53,8 +53,14 @@ def validity_ratio(
     spectral norm of the process-noise covariance.  ``½ L_f tr(Σ)`` bounds the second-order
     bias ``½ E[(x-m)ᵀ ∇²f (x-m)]`` the EKF neglects; the EKF is trustworthy when the ratio is
     ≪ 1 and a sigma-point filter (UKF) is preferable when it is not.  ``inf`` when ``Q = 0``.
-    Cost: a Hessian, i.e. O(n²) directional derivatives of ``f``.
+    Cost: a Hessian, i.e. O(n²) directional derivatives of ``f``.  For an ODE model whose
+    adjoint is reverse-only, the Hessian is taken in forward mode through
+    ``diffrax.DirectAdjoint`` (reverse-over-reverse through a checkpointed solve is unsupported).
     """
+    adjoint = getattr(model, "adjoint", None)
+    if adjoint is not None and not isinstance(adjoint, (diffrax.ForwardMode, diffrax.DirectAdjoint)):
+        model = eqx.tree_at(lambda m: m.adjoint, model, diffrax.DirectAdjoint())
+        jacobian = "forward"
     jac = _jacobian_transform(model, jacobian)
     hessian = jac(jac(lambda x: model.transition(x, u, t, d)))(mean)
     curvature = jnp.sqrt(jnp.sum(hessian**2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
@@ -38,21 +39,24 @@ def parse_duration(text: str | float) -> float:
 def filter_step(estimator, model) -> tuple:
     """``(fn, args)`` for one assimilation step of ``estimator`` on ``model`` (one measurement, via ``run_filter``).
 
-    Model, mean, covariance and measurement are arguments of ``fn`` (not
-    constants), so XLA compiles the step exactly as a serving loop runs it.
+    The model's arrays, mean, covariance and measurement are arguments of ``fn`` (not
+    constants), so XLA compiles the step exactly as a serving loop runs it; the model's
+    non-array parts (user functions of FunctionModel/ODEModel) are closed over.
     """
     from ..estimation import run_filter
+
+    arrays, static = eqx.partition(model, eqx.is_array)
 
     n, ny, m = model.state_dim, model.output_dim, model.input_dim
     dtype = jnp.result_type(float)
     mean, cov, ys = jnp.zeros(n, dtype), jnp.eye(n, dtype=dtype), jnp.zeros((1, ny), dtype)
     us = jnp.zeros((1, m), dtype) if m else None
 
-    def step(model, mean, cov, ys, us):
-        result = run_filter(estimator, model, mean, cov, ys, us)
+    def step(arrays, mean, cov, ys, us):
+        result = run_filter(estimator, eqx.combine(arrays, static), mean, cov, ys, us)
         return result.means[-1], result.covs[-1], result.log_likelihood
 
-    return step, (model, mean, cov, ys, us)
+    return step, (arrays, mean, cov, ys, us)
 
 
 def estimator_step_factory(estimator, seed: int = 0) -> StepFactory:
