@@ -167,7 +167,9 @@ def simulate(
     all at once); with ``progress`` a tqdm bar advances per chunk.  With ``shard`` and more
     than one device, the scenario axis is split over a 1-D mesh of all devices (padded to a
     multiple of the device count).  Deterministic: the same scenarios give the same result
-    on any number of devices.
+    on any number of devices when their count is a multiple of it; padding adds problems to the
+    batched MPC solves, whose ADMM shares one step size ρ across the batch, so padded runs agree
+    to the solver's tolerance.
     """
     count = scenarios.x0.shape[0]
     need = steps + twin.horizon
