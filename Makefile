@@ -18,10 +18,10 @@ demo: $(STAMP)
 	$(VENV)/bin/jtwin run configs/building.toml
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n 2
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -n 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
