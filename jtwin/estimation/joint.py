@@ -17,10 +17,10 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
 from .. import _checks
-from ..models.base import AbstractModel
+from ..models.base import AbstractModel, ModelWrapper
 
 
-class ParameterAugmentedModel(AbstractModel):
+class ParameterAugmentedModel(ModelWrapper):
     """A model over ``z = [x; θ]`` whose parameters θ (the leaves picked by ``where``) follow a random walk.
 
     Build it with :func:`augment_parameters`.  ``split(z)`` returns ``(x, θ)`` with θ in the
@@ -41,22 +41,6 @@ class ParameterAugmentedModel(AbstractModel):
     @property
     def state_dim(self) -> int:
         return self.Q_factor.shape[0]
-
-    @property
-    def input_dim(self) -> int:
-        return self.model.input_dim
-
-    @property
-    def output_dim(self) -> int:
-        return self.model.output_dim
-
-    @property
-    def disturbance_dim(self) -> int:
-        return self.model.disturbance_dim
-
-    @property
-    def additive_measurement_noise(self) -> bool:
-        return self.model.additive_measurement_noise
 
     def split(self, z: Float[Array, " nz"]):
         """``(x [n], θ)`` with θ structured like ``where(model)``."""

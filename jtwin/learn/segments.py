@@ -21,7 +21,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from ..logs import PlantLog
-from ..models.base import AbstractModel
+from ..models.base import AbstractModel, ModelWrapper
 
 
 class Segments(eqx.Module):
@@ -44,7 +44,7 @@ class Segments(eqx.Module):
         return int(jnp.sum(~jnp.isnan(self.ys)))
 
 
-class VariableStep(AbstractModel):
+class VariableStep(ModelWrapper):
     """``model`` with a per-step sample interval: the last disturbance entry is ``dt`` of the step.
 
     ``transition(x, u, t, d) = model.transition(x, u, t, d[:-1], dt=d[-1])``; everything else
@@ -62,34 +62,12 @@ class VariableStep(AbstractModel):
         self.Q_factor, self.R_factor, self.dt = model.Q_factor, model.R_factor, model.dt
 
     @property
-    def state_dim(self) -> int:
-        return self.model.state_dim
-
-    @property
-    def input_dim(self) -> int:
-        return self.model.input_dim
-
-    @property
-    def output_dim(self) -> int:
-        return self.model.output_dim
-
-    @property
     def disturbance_dim(self) -> int:
         return self.model.disturbance_dim + 1
-
-    @property
-    def additive_measurement_noise(self) -> bool:
-        return self.model.additive_measurement_noise
-
-    def noise_gain(self, x, u, t):
-        return self.model.noise_gain(x, u, t)
 
     def transition(self, x, u, t, d=None):
         inner = d[:-1] if self.model.disturbance_dim else None
         return self.model.transition(x, u, t, inner, dt=d[-1])
-
-    def observe(self, x, u, t):
-        return self.model.observe(x, u, t)
 
 
 def accepts_dt(model: AbstractModel) -> bool:

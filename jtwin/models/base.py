@@ -125,3 +125,36 @@ class AbstractModel(eqx.Module):
 
         _, (xs, ys) = jax.lax.scan(step, x0.astype(dtype), (us, ds, ts, ws, vs))
         return Trajectory(xs, ys, ts)
+
+
+class ModelWrapper(AbstractModel):
+    """A model built around another one (``self.model``): dimensions, measurement and noise gain are
+    delegated to it; subclasses override what they change (e.g. an augmented state, an extra input)."""
+
+    model: eqx.AbstractVar[AbstractModel]
+
+    @property
+    def state_dim(self) -> int:
+        return self.model.state_dim
+
+    @property
+    def input_dim(self) -> int:
+        return self.model.input_dim
+
+    @property
+    def output_dim(self) -> int:
+        return self.model.output_dim
+
+    @property
+    def disturbance_dim(self) -> int:
+        return self.model.disturbance_dim
+
+    @property
+    def additive_measurement_noise(self) -> bool:
+        return self.model.additive_measurement_noise
+
+    def noise_gain(self, x, u, t):
+        return self.model.noise_gain(x, u, t)
+
+    def observe(self, x, u, t=0.0):
+        return self.model.observe(x, u, t)
