@@ -1,4 +1,5 @@
-"""The serving process over real HTTP on 127.0.0.1: API, bad input, durability (kill -9), load, no-jtwin runtime."""
+"""The configured building twin (KF + MPC) served over real HTTP on 127.0.0.1: API, bad input,
+durability (kill -9), load, no-jtwin runtime."""
 
 import http.client
 import json
@@ -11,26 +12,33 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import jax
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jtwin.serve as serve
+from jtwin import Twin
 
 REPO = Path(__file__).resolve().parents[1]
-STATE_PATHS = ["belief.mean", "belief.cov", "u", "nis", "k"]
+CONFIG = REPO / "configs" / "building.toml"
+HORIZON = 24  # configs/building.toml [controller] horizon
+LOAD_STEPS = 20  # per client in the default load test (the slow one runs 500)
 
 
 class Server:
-    """A serving subprocess (``python -m jtwin.serve`` unless ``argv`` says otherwise) on a free loopback port."""
+    """A serving subprocess (``python -m jtwin.serve`` unless ``argv`` says otherwise) on a free loopback port;
+    ``cache``: a directory for jax's persistent compilation cache."""
 
-    def __init__(self, artifact, state_dir=None, *, argv=None, cwd=REPO, extra=()):
+    def __init__(self, artifact, state_dir=None, *, argv=None, cwd=REPO, cache=None):
         argv = argv or [sys.executable, "-m", "jtwin.serve", str(artifact)]
-        argv = [*argv, "--host", "127.0.0.1", "--port", "0", *extra]
+        argv = [*argv, "--host", "127.0.0.1", "--port", "0"]
         if state_dir is not None:
             argv += ["--state-dir", str(state_dir)]
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = dict(os.environ)
+        if cache is not None:  # jax's persistent compilation cache: restarts skip the XLA compile
+            env |= {"JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines = []
         reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()), daemon=True)
         reader.start()
@@ -62,86 +70,103 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    step, state0 = serve.building_demo()
-    y0, t0 = jnp.array([20.5, 21.0, 20.8]), jnp.asarray(0.0)
+def twin(tmp_path_factory):
+    """The configured twin, the reference (``Twin.step`` jitted in process), its artifact and a compile cache."""
+    twin, state0 = serve.twin_from_config(str(CONFIG))
     path = tmp_path_factory.mktemp("artifact") / "step.jtx"
-    path.write_bytes(serve.export_step(step, state0, y0, t0))
-    return step, state0, jax.jit(lambda s, y, t: step(s, y, t)), path
+    path.write_bytes(serve.export_twin(twin, state0))
+    return twin, state0, eqx.filter_jit(Twin.step), path, tmp_path_factory.mktemp("jax-cache")
 
 
 @pytest.fixture(scope="module")
-def server(demo, tmp_path_factory):
-    srv = Server(demo[-1], tmp_path_factory.mktemp("state"))
+def server(twin, tmp_path_factory):
+    srv = Server(twin[3], tmp_path_factory.mktemp("state"), cache=twin[4])
     yield srv
     srv.stop()
 
 
+def forecast(t):
+    """Disturbance forecast [N, 2] from hour ``t``: outdoor temperature 5 ± 5 °C over a day, midday sun."""
+    hours = t + np.arange(HORIZON)
+    phase = 2 * np.pi * hours / 24
+    return np.column_stack([5 + 5 * np.sin(phase - np.pi / 2), np.maximum(0.0, 0.5 * np.sin(phase - np.pi / 2))])
+
+
 def measurements(steps, seed=0):
-    """Steps ``(t, y)`` with ``y`` as JSON lists (``None`` = missing entry), hourly from t = 1."""
+    """Step bodies ``{t, y, d}`` (``y`` as JSON lists, ``None`` = missing entry), hourly from t = 1."""
     rng = np.random.default_rng(seed)
     ys = (21 + 0.5 * rng.normal(size=(steps, 3))).tolist()
     for k in range(2, steps, 5):
         ys[k][k % 3] = None
-    return [(float(k + 1), y) for k, y in enumerate(ys)]
+    return [{"t": float(k + 1), "y": y, "d": forecast(k + 1.0).tolist()} for k, y in enumerate(ys)]
 
 
-def reference(demo, seq, mean0=None):
-    """Uninterrupted in-process run of the jitted step: the inputs ``u`` and the final state."""
-    step, state0, jitted, _ = demo
+def reference(twin, seq, mean0=None):
+    """Uninterrupted in-process run of the jitted ``Twin.step``: the inputs ``u`` and the final state."""
+    tw, state0, jitted = twin[:3]
     state = state0
     if mean0 is not None:
         state = serve.arrays_to_tree({**serve.tree_to_arrays(state0), "belief.mean": jnp.asarray(mean0)}, state0)
     us = []
-    for t, y in seq:
-        u, state = jitted(state, jnp.array([np.nan if v is None else v for v in y]), jnp.asarray(t))
+    for body in seq:
+        y = jnp.array([np.nan if v is None else v for v in body["y"]])
+        u, state = jitted(tw, state, y, jnp.asarray(body["t"], jnp.float64), jnp.asarray(body["d"]))
         us.append(np.asarray(u))
     return np.array(us), serve.tree_to_arrays(state)
 
 
 def assert_state_equal(served: dict, expected: dict):
-    assert list(served) == STATE_PATHS
-    for path in STATE_PATHS:
-        got = np.array(served[path], dtype=float)  # null (NaN) -> nan
+    assert list(served) == list(expected)
+    for path in expected:
+        got = np.array(served[path], dtype=float).reshape(np.shape(expected[path]))  # null (NaN) -> nan
         np.testing.assert_allclose(got, np.asarray(expected[path], float), rtol=1e-12, atol=1e-12, err_msg=path)
 
 
-def test_create_step_read_back_match_the_in_process_step(server, demo):
+def test_create_step_read_back_match_the_in_process_step(server, twin):
     mean0 = [19.0, 19.5, 20.0, 18.0, 18.0, 18.5]
     status, created = server.request("POST", "/twins/zone-a", {"state": {"belief.mean": mean0}, "t": 0.0})
     assert status == 201 and created["step"] == 0 and created["state"]["belief.mean"] == mean0
     seq = measurements(12)
-    us_ref, final_ref = reference(demo, seq, mean0)
-    for k, (t, y) in enumerate(seq):
-        status, out = server.request("POST", "/twins/zone-a/step", {"t": t, "y": y})
+    us_ref, final_ref = reference(twin, seq, mean0)
+    for k, body in enumerate(seq):
+        status, out = server.request("POST", "/twins/zone-a/step", body)
         assert status == 200, out
-        assert (out["step"], out["t"], out["replayed"]) == (k + 1, t, False)
+        assert (out["step"], out["t"], out["replayed"]) == (k + 1, body["t"], False)
         np.testing.assert_allclose(out["u"], us_ref[k], rtol=1e-12, atol=1e-12)
     status, got = server.request("GET", "/twins/zone-a")
     assert status == 200 and got["step"] == 12 and got["t"] == 12.0
     assert_state_equal(got["state"], final_ref)
+    assert got["state"]["plan.iterations"] > 1 and got["state"]["inputs"] == []  # MPC ran; no delay buffer
 
 
+Y, D = [21.0, 21.0, 21.0], forecast(9.0).tolist()
+D_NULL = [row[:] for row in D]
+D_NULL[3][0] = None
 BAD_REQUESTS = [
     # (method, path, body or raw bytes, headers, status, field, message fragment)
     ("POST", "/twins/zone-b/step", b"{not json", {}, 400, "body", "not valid JSON"),
     ("POST", "/twins/zone-b/step", b"[1, 2]", {}, 400, "body", "expected a JSON object"),
-    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, 21.0]}, {}, 400, "y", "expected shape [3], got [2]"),
-    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [[21.0, 21.0, 21.0]]}, {}, 400, "y", "expected shape [3]"),
-    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, [1.0], 21.0]}, {}, 400, "y", "rectangular"),
-    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, "hot", 21.0]}, {}, 400, "y", "expected numbers"),
-    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, True, 21.0]}, {}, 400, "y", "expected numbers"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, 21.0], "d": D}, {}, 400, "y", "expected shape [3], got [2]"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [Y], "d": D}, {}, 400, "y", "expected shape [3]"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, [1.0], 21.0], "d": D}, {}, 400, "y", "rectangular"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, "hot", 21.0], "d": D}, {}, 400, "y", "expected numbers"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, True, 21.0], "d": D}, {}, 400, "y", "expected numbers"),
     ("POST", "/twins/zone-b/step", b'{"t": 9.0, "y": [21.0, NaN, 21.0]}', {}, 400, "body", "NaN"),
     ("POST", "/twins/zone-b/step", b'{"t": 9.0, "y": [21.0, Infinity, 21.0]}', {}, 400, "body", "Infinity"),
-    ("POST", "/twins/zone-b/step", b'{"t": 9.0, "y": [21.0, 1e999, 21.0]}', {}, 400, "y", "finite"),
-    ("POST", "/twins/zone-b/step", {"t": None, "y": [21.0, 21.0, 21.0]}, {}, 400, "t", "finite"),
-    ("POST", "/twins/zone-b/step", {"t": "9", "y": [21.0, 21.0, 21.0]}, {}, 400, "t", "expected numbers"),
-    ("POST", "/twins/zone-b/step", {"y": [21.0, 21.0, 21.0]}, {}, 400, "t", "missing"),
-    ("POST", "/twins/zone-b/step", {"t": 9.0}, {}, 400, "y", "missing"),
-    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": [21.0, 21.0, 21.0], "u": [0]}, {}, 400, "u", "unexpected field"),
-    ("POST", "/twins/zone-b/step", {"t": 2.0, "y": [21.0, 21.0, 21.0]}, {}, 409, "t", "out of order"),
-    ("POST", "/twins/zone-b/step", {"t": 3.0, "y": [21.0, 21.0, 21.0]}, {}, 409, "t", "out of order"),
-    ("POST", "/twins/nobody/step", {"t": 9.0, "y": [21.0, 21.0, 21.0]}, {}, 404, "id", "no twin"),
+    ("POST", "/twins/zone-b/step", json.dumps({"t": 9.0, "y": Y, "d": D}).replace("21.0", "1e999", 1).encode(),
+     {}, 400, "y", "finite"),
+    ("POST", "/twins/zone-b/step", {"t": None, "y": Y, "d": D}, {}, 400, "t", "finite"),
+    ("POST", "/twins/zone-b/step", {"t": "9", "y": Y, "d": D}, {}, 400, "t", "expected numbers"),
+    ("POST", "/twins/zone-b/step", {"y": Y, "d": D}, {}, 400, "t", "missing"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "d": D}, {}, 400, "y", "missing"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": Y}, {}, 400, "d", "missing"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": Y, "d": D[1:]}, {}, 400, "d", "expected shape [24, 2], got [23, 2]"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": Y, "d": D[0]}, {}, 400, "d", "expected shape [24, 2], got [2]"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": Y, "d": D_NULL}, {}, 400, "d", "expected finite numbers"),
+    ("POST", "/twins/zone-b/step", {"t": 9.0, "y": Y, "d": D, "u": [0]}, {}, 400, "u", "unexpected field"),
+    ("POST", "/twins/zone-b/step", {"t": 2.0, "y": Y, "d": D}, {}, 409, "t", "out of order"),
+    ("POST", "/twins/zone-b/step", {"t": 3.0, "y": Y, "d": D}, {}, 409, "t", "out of order"),
+    ("POST", "/twins/nobody/step", {"t": 9.0, "y": Y, "d": D}, {}, 404, "id", "no twin"),
     ("GET", "/twins/nobody", None, {}, 404, "id", "no twin"),
     ("GET", "/twins/..%2Fetc", None, {}, 400, "id", "invalid twin id"),
     ("POST", "/twins/zone-b", {}, {}, 409, "id", "already exists"),
@@ -156,11 +181,11 @@ BAD_REQUESTS = [
 ]
 
 
-def test_bad_input_is_a_4xx_naming_the_field_and_changes_nothing(server, demo):
+def test_bad_input_is_a_4xx_naming_the_field_and_changes_nothing(server, twin):
     seq = measurements(3, seed=1)
     assert server.request("POST", "/twins/zone-b", {})[0] == 201
-    for t, y in seq:
-        assert server.request("POST", "/twins/zone-b/step", {"t": t, "y": y})[0] == 200
+    for body in seq:
+        assert server.request("POST", "/twins/zone-b/step", body)[0] == 200
     before = server.request("GET", "/twins/zone-b")[1]
     for method, path, body, headers, status, field, fragment in BAD_REQUESTS:
         raw = body if isinstance(body, bytes) else None
@@ -176,9 +201,9 @@ def test_bad_input_is_a_4xx_naming_the_field_and_changes_nothing(server, demo):
     assert server.request("GET", "/twins/zone-b")[1] == before
     assert server.request("GET", "/twins/zone-c")[0] == 404  # no failed create left a twin behind
     # the twin still steps exactly as if no bad request had been made
-    seq += [(4.0, [21.2, None, 20.9])]
-    us_ref, final_ref = reference(demo, seq)
-    status, out = server.request("POST", "/twins/zone-b/step", {"t": 4.0, "y": [21.2, None, 20.9]})
+    seq += [{"t": 4.0, "y": [21.2, None, 20.9], "d": forecast(4.0).tolist()}]
+    us_ref, final_ref = reference(twin, seq)
+    status, out = server.request("POST", "/twins/zone-b/step", seq[-1])
     assert status == 200 and out["step"] == 4
     np.testing.assert_allclose(out["u"], us_ref[-1], rtol=1e-12, atol=1e-12)
     assert_state_equal(server.request("GET", "/twins/zone-b")[1]["state"], final_ref)
@@ -186,12 +211,14 @@ def test_bad_input_is_a_4xx_naming_the_field_and_changes_nothing(server, demo):
 
 def test_retry_of_the_last_step_is_answered_again_not_applied_twice(server):
     assert server.request("POST", "/twins/zone-r", {})[0] == 201
-    body = {"t": 1.0, "y": [21.0, 20.0, 22.0]}
+    body = {"t": 1.0, "y": [21.0, 20.0, 22.0], "d": D}
     first = server.request("POST", "/twins/zone-r/step", body)[1]
     status, again = server.request("POST", "/twins/zone-r/step", body)
     assert status == 200 and again["replayed"] is True
     assert {**again, "replayed": False} == first
     assert server.request("GET", "/twins/zone-r")[1]["step"] == 1
+    status, out = server.request("POST", "/twins/zone-r/step", {**body, "d": forecast(1.0).tolist()})
+    assert (status, out["error"]["field"]) == (409, "t")  # same t with other inputs is not a retry
 
 
 def test_requests_to_one_twin_are_serialised(server):
@@ -199,8 +226,8 @@ def test_requests_to_one_twin_are_serialised(server):
 
     def client(i):
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        answers = [server.request("POST", "/twins/zone-s/step", {"t": 1.0 + i + 4 * j, "y": [21.0] * 3}, conn=conn)
-                   for j in range(10)]
+        answers = [server.request("POST", "/twins/zone-s/step", {"t": 1.0 + i + 4 * j, "y": Y, "d": D}, conn=conn)
+                   for j in range(6)]
         conn.close()
         return answers
 
@@ -213,41 +240,41 @@ def test_requests_to_one_twin_are_serialised(server):
     assert server.request("GET", "/twins/zone-s")[1]["step"] == len(accepted)
 
 
-def run_load(server, demo, clients, steps, prefix):
+def run_load(server, twin, clients, steps, prefix):
     """``clients`` concurrent keep-alive clients, each driving its own twin through ``steps`` steps."""
     seq = measurements(steps, seed=2)
 
     def client(i):
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         errors = [server.request("POST", f"/twins/{prefix}{i}", {}, conn=conn)[0] != 201]
-        for t, y in seq:
-            status, out = server.request("POST", f"/twins/{prefix}{i}/step", {"t": t, "y": y}, conn=conn)
+        for body in seq:
+            status, out = server.request("POST", f"/twins/{prefix}{i}/step", body, conn=conn)
             errors.append(status != 200 or out["replayed"])
         conn.close()
         return sum(errors)
 
     with ThreadPoolExecutor(clients) as pool:
         assert sum(pool.map(client, range(clients))) == 0
-    _, final_ref = reference(demo, seq)
+    _, final_ref = reference(twin, seq)
     for i in range(clients):
         got = server.request("GET", f"/twins/{prefix}{i}")[1]
         assert got["step"] == steps  # no step lost
         assert_state_equal(got["state"], final_ref)
 
 
-def test_load_8_clients_no_errors_no_lost_steps(server, demo):
-    run_load(server, demo, clients=8, steps=40, prefix="load")
+def test_load_8_clients_no_errors_no_lost_steps(server, twin):
+    run_load(server, twin, clients=8, steps=LOAD_STEPS, prefix="load")
 
 
 @pytest.mark.slow
-def test_load_8_clients_500_steps(server, demo):
-    run_load(server, demo, clients=8, steps=500, prefix="big")
+def test_load_8_clients_500_steps(server, twin):
+    run_load(server, twin, clients=8, steps=500, prefix="big")
 
 
 def test_metrics_and_health(server):
     status, health = server.request("GET", "/healthz")
     assert status == 200 and health["status"] == "ok" and health["durable"] is True
-    assert health["artifact"]["inputs"] == ["y", "t"] and health["artifact"]["platforms"] == ["cpu"]
+    assert health["artifact"]["inputs"] == ["y", "t", "d"] and health["artifact"]["platforms"] == ["cpu"]
     server.request("GET", "/twins/nobody")
     status, metrics = server.request("GET", "/metrics")
     assert status == 200
@@ -257,34 +284,35 @@ def test_metrics_and_health(server):
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] and lat["count"] >= 1
 
 
-def test_kill_9_and_restart_continue_exactly(demo, tmp_path):
+def test_kill_9_and_restart_continue_exactly(twin, tmp_path):
     """Runs the copied standalone runtime (``python -m jtwin_runtime``: starts faster than ``-m jtwin.serve``)."""
+    artifact, cache = twin[3], twin[4]
     state_dir = tmp_path / "state"
     serve.write_runtime(tmp_path)
-    argv = [sys.executable, "-m", "jtwin_runtime", str(demo[-1])]
-    seq = measurements(16, seed=3)
-    srv = Server(demo[-1], state_dir, argv=argv, cwd=tmp_path)
+    argv = [sys.executable, "-m", "jtwin_runtime", str(artifact)]
+    seq = measurements(12, seed=3)
+    srv = Server(artifact, state_dir, argv=argv, cwd=tmp_path, cache=cache)
     try:
         assert srv.request("POST", "/twins/k9", {})[0] == 201
-        for t, y in seq[:8]:
-            assert srv.request("POST", "/twins/k9/step", {"t": t, "y": y})[0] == 200
-        # send step 9 and kill the server before reading the answer: the client never learns the outcome
+        for body in seq[:6]:
+            assert srv.request("POST", "/twins/k9/step", body)[0] == 200
+        # send step 7 and kill the server before reading the answer: the client never learns the outcome
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
-        conn.request("POST", "/twins/k9/step", body=json.dumps({"t": seq[8][0], "y": seq[8][1]}))
+        conn.request("POST", "/twins/k9/step", body=json.dumps(seq[6]))
     finally:
         srv.kill()
     conn.close()
-    srv = Server(demo[-1], state_dir, argv=argv, cwd=tmp_path)
+    srv = Server(artifact, state_dir, argv=argv, cwd=tmp_path, cache=cache)
     try:
-        assert srv.request("GET", "/twins/k9")[1]["step"] in (8, 9)
-        for t, y in seq[8:]:  # the client retries step 9, then continues
-            status, out = srv.request("POST", "/twins/k9/step", {"t": t, "y": y})
+        assert srv.request("GET", "/twins/k9")[1]["step"] in (6, 7)
+        for body in seq[6:]:  # the client retries step 7, then continues
+            status, out = srv.request("POST", "/twins/k9/step", body)
             assert status == 200, out
         got = srv.request("GET", "/twins/k9")[1]
     finally:
         srv.stop()
-    assert got["step"] == 16
-    assert_state_equal(got["state"], reference(demo, seq)[1])
+    assert got["step"] == 12
+    assert_state_equal(got["state"], reference(twin, seq)[1])
     assert not list(state_dir.glob(".*.tmp"))
 
 
@@ -326,24 +354,26 @@ BLOCKED_RUNTIME = textwrap.dedent(
         return json.loads(urllib.request.urlopen(req).read())
 
     post("/twins/solo", {})
-    out = post("/twins/solo/step", {"t": 1.0, "y": [21.0, None, 20.5]})
+    out = post("/twins/solo/step", json.loads(sys.argv[3]))
     extra = sorted(top() - baseline - set(sys.stdlib_module_names) - {"jtwin_runtime"})
     print(json.dumps({"u": out["u"], "extra": extra, "jtwin": [m for m in sys.modules if m.startswith("jtwin.")]}))
     """
 )
 
 
-def test_runtime_serves_without_jtwin(demo, tmp_path):
+def test_runtime_serves_without_jtwin(twin, tmp_path):
     serve.write_runtime(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JTWIN_ENABLE_X64")}
+    env |= {"JAX_COMPILATION_CACHE_DIR": str(twin[4]), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    body = {"t": 1.0, "y": [21.0, None, 20.5], "d": forecast(1.0).tolist()}
     proc = subprocess.run(
-        [sys.executable, "-c", BLOCKED_RUNTIME, str(demo[-1]), str(tmp_path / "state")],
+        [sys.executable, "-c", BLOCKED_RUNTIME, str(twin[3]), str(tmp_path / "state"), json.dumps(body)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["extra"] == [] and result["jtwin"] == []
-    u_ref, _ = reference(demo, [(1.0, [21.0, None, 20.5])])
+    u_ref, _ = reference(twin, [body])
     np.testing.assert_allclose(result["u"], u_ref[0], rtol=1e-12, atol=1e-12)
 
 
@@ -351,26 +381,32 @@ def test_store_round_trips_bit_exactly_and_drops_interrupted_writes(tmp_path):
     from jtwin.serve.runtime import StateStore, TwinRecord
 
     store = StateStore(tmp_path)
-    state = {"belief.mean": np.array([0.1, np.pi, np.nan]), "k": np.array(7, np.int32)}
+    state = {"belief.mean": np.array([0.1, np.pi, np.nan]), "k": np.array(7, np.int32), "inputs": np.zeros((0, 3))}
     store.save(TwinRecord("a", state, 3, 2.5, "d1", {"u": [0.1]}))
     (tmp_path / ".a.crash.tmp").write_bytes(b"half a record")  # what a kill -9 mid-write leaves
     (rec,) = store.load_all().values()
     assert (rec.twin_id, rec.steps, rec.t, rec.last_digest, rec.last_response) == ("a", 3, 2.5, "d1", {"u": [0.1]})
     np.testing.assert_array_equal(rec.state["belief.mean"], state["belief.mean"])
     assert rec.state["k"].dtype == np.int32 and rec.state["k"] == 7
+    assert rec.state["inputs"].shape == (0, 3)
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_service_refuses_foreign_records_and_keeps_state_when_persisting_fails(demo, tmp_path, monkeypatch):
+def test_service_refuses_foreign_records_and_keeps_state_when_persisting_fails(tmp_path, monkeypatch):
+    """Generic service behaviour, on a one-line step (cheap to compile): x⁺ = x + y, u = x⁺."""
     from jtwin.serve.runtime import ApiError, StateStore, TwinRecord, TwinService
 
-    loaded = serve.load_step(demo[-1].read_bytes())
+    def step(state, y, t):
+        return state["x"] + y, {"x": state["x"] + y}
+
+    loaded = serve.load_step(serve.export_step(step, {"x": jnp.zeros(3)}, jnp.zeros(3), jnp.asarray(0.0)))
     foreign = StateStore(tmp_path / "foreign")
-    foreign.save(TwinRecord("x", {"belief.mean": np.zeros(4)}))
+    foreign.save(TwinRecord("x", {"x": np.zeros(4)}))
     with pytest.raises(serve.ArtifactError, match=r"twin 'x' was saved with a state that does not fit"):
         TwinService(loaded, foreign)
     service = TwinService(loaded, StateStore(tmp_path / "ok"))
     service.create("t1", {})
+    assert service.advance("t1", {"t": 1.0, "y": [1.0, 2.0, 3.0]})[1]["u"] == [1.0, 2.0, 3.0]
     before = service.read("t1")
 
     def disk_full(record):
@@ -378,6 +414,6 @@ def test_service_refuses_foreign_records_and_keeps_state_when_persisting_fails(d
 
     monkeypatch.setattr(service.store, "save", disk_full)
     with pytest.raises(ApiError) as err:
-        service.advance("t1", {"t": 1.0, "y": [21.0, 21.0, 21.0]})
+        service.advance("t1", {"t": 2.0, "y": [21.0, 21.0, 21.0]})
     assert (err.value.status, err.value.field) == (507, "state-dir")
     assert service.read("t1") == before

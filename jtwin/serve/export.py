@@ -7,7 +7,9 @@ and packs it with a JSON header that names every leaf; the artifact can then be 
 pytree classes (see :mod:`jtwin.serve.runtime.artifact` for the format).
 
 A twin step is ``step(state, y, t) -> (u, state)`` with ``state`` any pytree of arrays
-(e.g. ``TwinState``): arguments are then named ``state, y, t`` and results ``u, state``.
+(e.g. ``TwinState``): arguments are then named ``state, y, t`` and results ``u, state``;
+further arguments (the twin's disturbance forecast ``d``) are named by ``arg_names``.
+:func:`jtwin.serve.export_twin` exports a :class:`jtwin.Twin` this way.
 """
 
 from __future__ import annotations
@@ -83,6 +85,23 @@ def _as_arrays(name: str, tree: PyTree) -> PyTree:
     return jax.tree_util.tree_map_with_path(convert, tree)
 
 
+def adopt_weak_dtypes(state: PyTree, returned: PyTree) -> PyTree:
+    """Weakly typed leaves of ``state`` (e.g. ``jnp.asarray(0)`` counters) made strongly typed with the
+    dtype ``returned`` (the step's new state, e.g. from ``jax.eval_shape``) has for them, as
+    ``lax.scan`` does for its carry: the state is then a fixed point of the step's types, so
+    one jit compilation serves every step.  Returns ``state`` itself when nothing changes."""
+    if jax.tree.structure(state) != jax.tree.structure(returned):
+        return state
+    leaves, new = jax.tree.leaves(state), jax.tree.leaves(returned)
+    cast = [
+        x.astype(r.dtype) if getattr(x, "weak_type", False) and x.shape == r.shape else x
+        for x, r in zip(leaves, new)
+    ]
+    if all(a is b for a, b in zip(cast, leaves)):
+        return state
+    return jax.tree.unflatten(jax.tree.structure(state), cast)
+
+
 def export_step(
     fn: Callable,
     *example_args: PyTree,
@@ -104,6 +123,9 @@ def export_step(
     (what the server accepts as JSON ``null``).  ``config`` is hashed into the header.
     ``platforms`` may list several (e.g. ``("cpu", "cuda")``): one artifact then runs on each.
 
+    Weakly typed leaves of ``state`` (Python-scalar counters) take the dtype the step
+    returns for them, as ``lax.scan`` does for its carry.
+
     Raises ``ValueError`` naming the argument for non-array leaves, mismatched names, a
     returned ``state`` whose arrays differ from the argument's, or a function jax cannot
     export (e.g. one with Python callbacks).
@@ -124,6 +146,12 @@ def export_step(
         raise ValueError(
             f"result_names: fn must return a tuple of {len(result_names)} ({result_names}), got {type(out).__name__}"
         )
+    if "state" in arg_names and "state" in result_names:
+        i, j = arg_names.index("state"), result_names.index("state")
+        state = adopt_weak_dtypes(args[i], out[j])
+        if state is not args[i]:
+            args = args[:i] + (state,) + args[i + 1 :]
+            out = jax.eval_shape(fn, *args)
     arg_groups = [_group(n, a) for n, a in zip(arg_names, args)]
     result_groups = [_group(n, r) for n, r in zip(result_names, out)]
     if "state" in arg_names and "state" in result_names:

@@ -178,6 +178,8 @@ def decode_array(value, spec: LeafSpec, name: str) -> np.ndarray:
         arr = np.asarray(_nulls_to_nan(value) if spec.dtype.kind == "f" else value, dtype=spec.dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise ValueError(f"{name}: expected a rectangular array of shape {list(spec.shape)} ({exc})") from exc
+    if arr.size == 0 and np.prod(spec.shape) == 0:
+        arr = arr.reshape(spec.shape)  # JSON writes every empty array as [] (e.g. a [0, m] delay buffer)
     if arr.shape != spec.shape:
         raise ValueError(f"{name}: expected shape {list(spec.shape)}, got {list(arr.shape)}")
     return arr
@@ -224,8 +226,8 @@ class LoadedStep:
         self.args = tuple(GroupSpec.from_json(g) for g in header["args"])
         self.results = tuple(GroupSpec.from_json(g) for g in header["results"])
         self.device = _device_for(exported.platforms)
-        self._on_default_device = self.device == jax.devices()[0]
-        self._call = jax.jit(exported.call)
+        # pinned to one device: fresh (numpy) and returned (device) arrays share one compilation
+        self._call = jax.jit(exported.call, in_shardings=jax.sharding.SingleDeviceSharding(self.device))
 
     @property
     def platforms(self) -> tuple[str, ...]:
@@ -242,14 +244,11 @@ class LoadedStep:
         """Example value of argument ``name`` as ``{path: array}`` (the twin's initial state for ``"state"``)."""
         group = self.arg(name)
         values = self.header["example"][name]
-        return {leaf.path: np.asarray(_nulls_to_nan(values[leaf.path]), leaf.dtype) for leaf in group.leaves}
+        return {leaf.path: decode_array(values[leaf.path], leaf, leaf.name(name)) for leaf in group.leaves}
 
     def call_flat(self, leaves: Sequence) -> list[jax.Array]:
         """Run the step on the flat list of argument leaves (no checks); returns the flat result leaves."""
-        if self._on_default_device:
-            return list(self._call(*leaves))
-        with jax.default_device(self.device):
-            return list(self._call(*leaves))
+        return list(self._call(*leaves))
 
     def __call__(self, *args):
         if len(args) != len(self.args):
@@ -271,7 +270,7 @@ def _group_leaves(group: GroupSpec, value) -> list:
             raise ValueError(f"{group.name}: expected {len(group.leaves)} arrays, got {len(leaves)}")
     checked = []
     for spec, leaf in zip(group.leaves, leaves):
-        if getattr(leaf, "dtype", None) != spec.dtype:
+        if not isinstance(leaf, (np.ndarray, jax.Array)) or leaf.dtype != spec.dtype:  # Python scalars, lists
             leaf = np.asarray(leaf, spec.dtype)
         if leaf.shape != spec.shape:
             raise ValueError(f"{spec.name(group.name)}: expected shape {list(spec.shape)}, got {list(leaf.shape)}")
