@@ -1,14 +1,15 @@
-"""A building twin served over HTTP, closing the loop with a simulated plant, through a kill -9.
+"""The configured building twin served over HTTP, closing the loop with a simulated plant, through a kill -9.
 
-The Kalman + LQR step of ``jtwin.serve.demo`` for the 3-zone building is exported
-(``jax.export``, CPU and CUDA in one artifact), the standalone runtime (jax + numpy +
-standard library only) is copied next to it and started as a separate process with a
-durable ``--state-dir``.  The client simulates the plant ``x⁺ = A x + B u + E d(t) + w``,
-``y = H x + v`` for three days hourly: every hour it POSTs ``{t, y}`` (one thermometer
+The twin of ``configs/building.toml`` (Kalman filter + MPC with an energy price and a demand
+charge, horizon 24 h) is exported (``jax.export``, CPU and CUDA in one artifact), the standalone
+runtime (jax + numpy + standard library only) is copied next to it and started as a separate
+process with a durable ``--state-dir``.  The client simulates the plant ``x⁺ = A x + B u + E d + w``,
+``y = H x + v`` for three January days hourly on real weather (TMY3, Greensboro NC): every hour
+it POSTs ``{t, y, d}`` (``d``: the next 24 h of weather as the forecast; one thermometer
 dropping out now and then, sent as ``null``) and applies the returned heating power ``u``.
 After 30 hours the server is killed with SIGKILL mid-request and restarted; the client
 retries the unanswered step and carries on.  The same loop is then rerun in process with
-the jitted step: the served inputs must equal it (max |Δu| printed).
+the jitted ``Twin.step``: the served inputs must equal it (max |Δu| printed).
 
     .venv/bin/python experiments/serve_building.py
 """
@@ -24,13 +25,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
 import jtwin.serve as serve
+from jtwin import Twin
+from jtwin.config import load_config
+from jtwin.models.library import load_tmy3_greensboro
 
-HOURS, KILL_AT, SETPOINT = 72, 30, 21.0
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "building.toml"
+HOURS, KILL_AT = 72, 30
 
 
 def start(runtime_dir: Path, artifact: Path, state_dir: Path):
@@ -40,36 +45,38 @@ def start(runtime_dir: Path, artifact: Path, state_dir: Path):
     return proc, port
 
 
-def post(port: int, path: str, body: dict) -> dict:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("POST", path, body=json.dumps(body))
+def request(port: int, method: str, path: str, body: dict | None = None) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request(method, path, body=None if body is None else json.dumps(body))
     out = json.loads(conn.getresponse().read())
     conn.close()
     return out
 
 
 def main() -> None:
-    step, state0 = serve.building_demo(3)
-    model = step.model
+    cfg = load_config(str(CONFIG))
+    twin, state0 = serve.twin_from_config(str(CONFIG))
+    model, N = twin.model, twin.horizon
+    weather = load_tmy3_greensboro().disturbances(cfg.weather.start_hour, HOURS + N, model.dt)
     rng = np.random.default_rng(0)
     w = rng.normal(size=(HOURS, model.state_dim)) @ np.asarray(model.Q_factor).T
     v = rng.normal(size=(HOURS, model.output_dim)) @ np.asarray(model.R_factor).T
-    x = np.array([19.0, 19.0, 19.0, 17.0, 17.0, 17.0])
+    x = np.asarray(cfg.simulation.x0) - 1.0  # the building starts 1 degC colder than the twin believes
+    bodies, us, latency, restarts = [], [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         artifact = tmp / "building.jtx"
-        artifact.write_bytes(serve.export_step(step, state0, jnp.zeros(3), jnp.asarray(0.0), platforms=("cpu", "cuda")))
+        artifact.write_bytes(serve.export_twin(twin, state0, platforms=("cpu", "cuda")))
         serve.write_runtime(tmp)
         proc, port = start(tmp, artifact, tmp / "state")
-        post(port, "/twins/office", {})
-        ys, us, latency, restarts = [], [], [], 0
+        request(port, "POST", "/twins/office", {})
         for k in range(HOURS):
-            t = float(k)
+            t = k * model.dt
             y = np.asarray(model.H) @ x + v[k]
-            y_json = [None if (k % 7 == 3 and i == 1) else float(y[i]) for i in range(3)]
-            body = {"t": t, "y": y_json}
+            y_json = [None if (k % 7 == 3 and i == 1) else float(y[i]) for i in range(len(y))]
+            body = {"t": t, "y": y_json, "d": weather[k : k + N].tolist()}
             if k == KILL_AT:  # the request is sent, then the server dies before answering
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 conn.request("POST", "/twins/office/step", body=json.dumps(body))
                 proc.kill()
                 proc.wait()
@@ -77,38 +84,32 @@ def main() -> None:
                 proc, port = start(tmp, artifact, tmp / "state")
                 restarts += 1
             start_t = time.perf_counter()
-            out = post(port, "/twins/office/step", body)
+            out = request(port, "POST", "/twins/office/step", body)
             latency.append(time.perf_counter() - start_t)
             u = np.asarray(out["u"])
-            x = np.asarray(model.transition(jnp.asarray(x), jnp.asarray(u), t, step.disturbance(jnp.asarray(t)))) + w[k]
-            ys.append(y_json)
+            x = np.asarray(model.transition(jnp.asarray(x), jnp.asarray(u), t, jnp.asarray(weather[k]))) + w[k]
+            bodies.append(body)
             us.append(u)
-        final = json.loads(_get(port, "/twins/office"))
+        final = request(port, "GET", "/twins/office")
         proc.terminate()
         proc.wait()
 
-    jitted = jax.jit(lambda s, y, t: step(s, y, t))
+    step = eqx.filter_jit(Twin.step)
     state, us_ref = state0, []
-    for k, y in enumerate(ys):
-        u, state = jitted(state, jnp.array([np.nan if e is None else e for e in y]), jnp.asarray(float(k)))
+    for b in bodies:
+        y = jnp.array([np.nan if e is None else e for e in b["y"]])
+        u, state = step(twin, state, y, jnp.asarray(b["t"], jnp.float64), jnp.asarray(b["d"]))
         us_ref.append(np.asarray(u))
     us, us_ref = np.array(us), np.array(us_ref)
-    temps = np.array([[np.nan if e is None else e for e in y] for y in ys])
+    temps = np.array([[np.nan if e is None else e for e in b["y"]] for b in bodies])
+    c = cfg.controller
     print(f"served {HOURS} hourly steps, {restarts} kill -9 + restart at hour {KILL_AT}, "
           f"final step count {final['step']}")
     print(f"max |u_served - u_in_process| = {np.max(np.abs(us - us_ref)):.1e} kW")
-    print(f"zone temperature, last 48 h: mean {np.nanmean(temps[-48:]):.2f} degC (setpoint {SETPOINT}), "
-          f"RMS error {np.sqrt(np.nanmean((temps[-48:] - SETPOINT) ** 2)):.2f} degC")
-    print(f"heating energy {us.sum():.1f} kWh, peak {us.sum(1).max():.1f} kW")
+    print(f"zone temperature, last 48 h: mean {np.nanmean(temps[-48:]):.2f} degC (band {c.xmin}-{c.xmax}), "
+          f"below band {np.mean(temps[-48:] < c.xmin - 0.5):.0%} of readings (by > 0.5 degC)")
+    print(f"heating energy {us.sum() * model.dt:.1f} kWh, peak {us.sum(1).max():.1f} kW (demand charge above {c.rho} kW)")
     print(f"HTTP step latency: median {1e3 * np.median(latency):.1f} ms, max {1e3 * np.max(latency):.1f} ms")
-
-
-def _get(port: int, path: str) -> bytes:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("GET", path)
-    data = conn.getresponse().read()
-    conn.close()
-    return data
 
 
 if __name__ == "__main__":
