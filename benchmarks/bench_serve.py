@@ -192,7 +192,8 @@ def main() -> None:
     }
     for row in report["in_process"]:
         print(f"in-process n={row['state_dim']:>2} ({row['admm_iterations']} ADMM it.): jit {row['jit_us']:.0f} us, "
-              f"loaded {row['loaded_us']:.0f} us ({row['ratio_loaded_vs_jit']:.2f}x), flat {row['loaded_flat_us']:.0f} us "
+              f"loaded {row['loaded_us']:.0f} us ({row['ratio_loaded_vs_jit']:.2f}x), "
+              f"flat {row['loaded_flat_us']:.0f} us "
               f"({row['ratio_flat_vs_jit']:.2f}x), max |diff| {row['max_abs_difference_u_and_state']:.1e}")
     twin, state0 = serve.twin_from_config(str(CONFIG))
     with tempfile.TemporaryDirectory() as tmp:

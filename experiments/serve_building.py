@@ -108,7 +108,8 @@ def main() -> None:
     print(f"max |u_served - u_in_process| = {np.max(np.abs(us - us_ref)):.1e} kW")
     print(f"zone temperature, last 48 h: mean {np.nanmean(temps[-48:]):.2f} degC (band {c.xmin}-{c.xmax}), "
           f"below band {np.mean(temps[-48:] < c.xmin - 0.5):.0%} of readings (by > 0.5 degC)")
-    print(f"heating energy {us.sum() * model.dt:.1f} kWh, peak {us.sum(1).max():.1f} kW (demand charge above {c.rho} kW)")
+    print(f"heating energy {us.sum() * model.dt:.1f} kWh, peak {us.sum(1).max():.1f} kW "
+          f"(demand charge above {c.rho} kW)")
     print(f"HTTP step latency: median {1e3 * np.median(latency):.1f} ms, max {1e3 * np.max(latency):.1f} ms")
 
 

@@ -6,10 +6,13 @@ API (every body and answer is a JSON object; errors are ``{"error": {"status", "
 * ``POST /twins/{id}`` ``{"state"?: {path: value}, "t"?: t0}`` — create a twin from the
   artifact's example state, with the given state entries replaced (201; 409 if it exists).
 * ``POST /twins/{id}/step`` ``{"t": t, "y": [...], <other step inputs>}`` — run one step;
-  answers ``{"id", "step", "t", "u", <other non-state results>, "replayed"}``.  ``t``
-  must increase strictly; ``null`` entries of ``y`` are missing measurements.  The new
-  state is persisted before the answer is sent; a retry of the last acknowledged request
-  (same body) gets the same answer back (``"replayed": true``) rather than a second step.
+  answers ``{"id", "step", "t", "u", <other non-state results>, "replayed"}``.  Every
+  argument of the artifact after ``state`` is a required field (for a twin whose model has
+  disturbances: ``"d"``, the forecast [N, p] as nested lists), checked for shape and
+  finiteness like ``y``; ``t`` must increase strictly; ``null`` entries of ``y`` (only
+  ``y``) are missing measurements.  The new state is persisted before the answer is sent;
+  a retry of the last acknowledged request (same body) gets the same answer back
+  (``"replayed": true``) rather than a second step.
 * ``GET /twins/{id}`` — ``{"id", "step", "t", "state": {path: value}}`` (NaN as ``null``).
 * ``GET /healthz`` — liveness, artifact summary.  ``GET /metrics`` — request counts by
   route and status, latency quantiles (ms) over the last 10 000 requests of each route.
