@@ -11,7 +11,9 @@ step::
 
 Long runs execute in chunks of time steps (one compiled chunk reused) with a progress
 bar, and the scenario axis can be sharded over all devices (``jax.sharding.Mesh`` with a
-``scenarios`` axis); results do not depend on the number of devices.
+``scenarios`` axis); results do not depend on the number of devices.  :func:`rollout` is the
+same loop as one pure, differentiable function (time chunks under ``jax.checkpoint``), used
+to tune the twin through the closed loop (:func:`jtwin.learn.tune`).
 """
 
 from __future__ import annotations
@@ -150,6 +152,56 @@ def _chunk(plant: AbstractModel, twin: Twin, s: Scenario, carry: _Carry, k0, ste
     return carry, out
 
 
+def _check_run(plant: AbstractModel, twin: Twin, scenarios: Scenario, steps: int, chunk: int | None) -> int:
+    """Validate ``steps``, ``chunk`` and the disturbance length; return the chunk length."""
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps: expected a positive integer, got {steps}")
+    need = steps + twin.horizon
+    if plant.disturbance_dim and scenarios.d.shape[1] < need:
+        raise ValueError(f"scenarios.d: expected at least steps + horizon = {need} samples, got {scenarios.d.shape[1]}")
+    chunk = steps if chunk is None else int(chunk)
+    if chunk < 1:
+        raise ValueError(f"chunk: expected a positive integer, got {chunk}")
+    return chunk
+
+
+def rollout(
+    plant: AbstractModel,
+    twin: Twin,
+    scenarios: Scenario,
+    steps: int,
+    cov0: Float[Array, "n n"],
+    *,
+    chunk: int | None = None,
+) -> Rollout:
+    """The closed loop of :func:`simulate` as one pure function of ``(plant, twin, scenarios)``:
+    ``jit``-, ``vmap``- and ``grad``-able (e.g. ``jax.grad`` of a KPI w.r.t. the twin's arrays).
+
+    Same per-step body and results as :func:`simulate` (no progress bar, no sharding).  With
+    ``chunk`` < ``steps`` the time axis is a ``lax.scan`` over ``⌈steps / chunk⌉`` chunks of
+    ``chunk`` samples, each under ``jax.checkpoint``: reverse mode then stores only the carry at
+    chunk boundaries and recomputes one chunk at a time, so the memory of a gradient grows as
+    ``O(steps / chunk + chunk)`` step residuals instead of ``O(steps)`` (at the price of one
+    extra forward pass); ``chunk=None`` scans all steps at once without checkpointing.
+    """
+    chunk = min(_check_run(plant, twin, scenarios, steps, chunk), steps)
+    count, rest = divmod(steps, chunk)
+
+    def one(s: Scenario):
+        carry = _init_carry(plant, twin, s, cov0)
+        if count == 1 and not rest:
+            return _chunk(plant, twin, s, carry, 0, steps)[1]
+        body = jax.checkpoint(lambda c, k0: _chunk(plant, twin, s, c, k0, chunk))
+        carry, out = jax.lax.scan(body, carry, chunk * jnp.arange(count))
+        out = jax.tree.map(lambda a: a.reshape((count * chunk,) + a.shape[2:]), out)
+        if rest:
+            tail = jax.checkpoint(lambda c: _chunk(plant, twin, s, c, count * chunk, rest)[1])(carry)
+            out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, tail)
+        return out
+
+    return Rollout(*eqx.filter_vmap(one)(scenarios))
+
+
 def simulate(
     plant: AbstractModel,
     twin: Twin,
@@ -172,14 +224,7 @@ def simulate(
     to the solver's tolerance.
     """
     count = scenarios.x0.shape[0]
-    need = steps + twin.horizon
-    if plant.disturbance_dim and scenarios.d.shape[1] < need:
-        raise ValueError(f"scenarios.d: expected at least steps + horizon = {need} samples, got {scenarios.d.shape[1]}")
-    if steps < 1:
-        raise ValueError(f"steps: expected a positive integer, got {steps}")
-    chunk = steps if chunk is None else int(chunk)
-    if chunk < 1:
-        raise ValueError(f"chunk: expected a positive integer, got {chunk}")
+    chunk = _check_run(plant, twin, scenarios, steps, chunk)
     devices = jax.devices()
     padded = count
     if shard and len(devices) > 1:

@@ -7,6 +7,9 @@
 * :func:`make_problem` / :class:`Problem` — the pure loss behind ``fit`` (``jit``/``grad``/``vmap``).
 * :func:`laplace` — ``N(θ̂, H⁻¹)`` from the Hessian of the negative log-likelihood.
 * :func:`save_params` / :func:`load_params` — equinox serialisation of fitted parameters.
+* :func:`tune` — MPC weights or model parameters tuned by gradient through the closed loop
+  (plant + filter + MPC over a batch of scenarios, ``jax.checkpoint`` over time chunks);
+  :class:`TrackingCost` a smooth closed-loop KPI, :class:`TwinParameters` the parametrisation.
 
 Logs are read by :func:`jtwin.logs.load_log`.
 """
@@ -19,6 +22,7 @@ from .problem import Prior, Problem, default_estimator, make_problem
 from .report import load_params, save_params
 from .segments import Segments, VariableStep, split_segments
 from .synthetic import synthetic_log
+from .tune import TrackingCost, TuneProblem, TuneResult, TwinParameters, tune
 
 __all__ = [
     "FitResult",
@@ -26,6 +30,10 @@ __all__ = [
     "Prior",
     "Problem",
     "Segments",
+    "TrackingCost",
+    "TuneProblem",
+    "TuneResult",
+    "TwinParameters",
     "VariableStep",
     "default_estimator",
     "fit",
@@ -41,4 +49,5 @@ __all__ = [
     "split_segments",
     "synthetic_log",
     "trainable_spec",
+    "tune",
 ]
