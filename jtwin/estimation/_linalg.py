@@ -39,20 +39,32 @@ def _gershgorin_shift(a: Float[Array, "n n"]) -> Float[Array, ""]:
     return jnp.maximum(-jnp.min(diag - radius), 0.0) + floor
 
 
+@jax.custom_jvp
 def safe_cholesky(a: Float[Array, "n n"]) -> Float[Array, "n n"]:
     """Lower Cholesky factor of the symmetric part of ``A``, repaired when ``A`` is not numerically PD.
 
-    The factorisation is first attempted on a gradient-stopped copy; only if it fails
-    (a NaN pivot: ``A`` singular or indefinite from round-off) is the smallest Gershgorin
-    shift that guarantees positive definiteness added to the diagonal.  The shift is
-    computed from the stopped copy, so neither branch can put NaN into gradients.
-    On well-conditioned input the result is exactly ``cholesky(A)``.
+    One factorisation in the common case: only if it fails (a NaN pivot: ``A`` singular or
+    indefinite from round-off) is ``A`` refactorised with the smallest Gershgorin shift that
+    guarantees positive definiteness added to the diagonal (``lax.cond``, so the repair costs
+    nothing when it is not needed).  The derivative is that of ``cholesky(A + s I)`` with the
+    shift ``s`` held constant (:func:`_cholesky_jvp`), so neither branch can put NaN into
+    gradients.  On well-conditioned input the result is exactly ``cholesky(A)``.
     """
     a = symmetrize(a)
-    a_stopped = jax.lax.stop_gradient(a)
-    failed = ~jnp.all(jnp.isfinite(jnp.linalg.cholesky(a_stopped)))
-    shift = jnp.where(failed, _gershgorin_shift(a_stopped), 0.0)
-    return jnp.linalg.cholesky(a + shift * jnp.eye(a.shape[0], dtype=a.dtype))
+    chol = jnp.linalg.cholesky(a)
+    failed = ~jnp.all(jnp.isfinite(chol))
+    eye = jnp.eye(a.shape[0], dtype=a.dtype)
+    return jax.lax.cond(failed, lambda: jnp.linalg.cholesky(a + _gershgorin_shift(a) * eye), lambda: chol)
+
+
+@safe_cholesky.defjvp
+def _cholesky_jvp(primals, tangents):
+    """``dL = L Φ(L⁻¹ dA L⁻ᵀ)`` (``Φ``: lower triangle, halved diagonal) for the symmetric part of ``dA``."""
+    (a,), (da,) = primals, tangents
+    chol = safe_cholesky(a)
+    left = jsl.solve_triangular(chol, symmetrize(da), lower=True)  # L⁻¹ dA
+    inner = jsl.solve_triangular(chol, left.T, lower=True)  # L⁻¹ dA L⁻ᵀ (symmetric)
+    return chol, chol @ (jnp.tril(inner) - 0.5 * jnp.diag(jnp.diagonal(inner)))
 
 
 def measurement_mask(y: Float[Array, " ny"]) -> tuple[Float[Array, " ny"], Float[Array, " ny"]]:
@@ -89,16 +101,28 @@ def innovation(
 ) -> Innovation:
     """Masked innovation statistics from the factor ``chol`` of the masked innovation covariance.
 
-    ``e = M (y - ŷ)``, ``NIS = eᵀ S⁻¹ e``,
-    ``log p(y_obs) = -½ (NIS + log det S_obs + k log 2π)`` with ``k = Σ mask``.
-    With a gate ``α``, the measurement is accepted unless ``P(χ²_k > NIS) < α``.
+    ``e = M (y - ŷ)``; see :func:`innovation_from_whitened` (``w = L⁻¹ e``).
     """
     residual = mask * (y0 - y_pred)
-    whitened = jsl.solve_triangular(chol, residual, lower=True)
+    return innovation_from_whitened(residual, jsl.solve_triangular(chol, residual, lower=True), mask, chol, gate)
+
+
+def innovation_from_whitened(
+    residual: Float[Array, " ny"],
+    whitened: Float[Array, " ny"],
+    mask: Float[Array, " ny"],
+    chol: Float[Array, "ny ny"],
+    gate: float | None,
+) -> Innovation:
+    """Innovation statistics from the masked residual ``e`` and its whitened form ``w = L⁻¹ e``.
+
+    ``NIS = eᵀ S⁻¹ e = wᵀ w``, ``log p(y_obs) = -½ (NIS + log det S_obs + k log 2π)`` with
+    ``k = Σ mask``.  With a gate ``α``, the measurement is accepted unless ``P(χ²_k > NIS) < α``.
+    """
     nis = whitened @ whitened
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
     k = jnp.sum(mask)
-    log_likelihood = -0.5 * (nis + logdet + k * jnp.log(2.0 * jnp.pi).astype(y0.dtype))
+    log_likelihood = -0.5 * (nis + logdet + k * jnp.log(2.0 * jnp.pi).astype(residual.dtype))
     if gate is None:
         accepted = jnp.asarray(True)
     else:

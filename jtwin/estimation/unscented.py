@@ -12,7 +12,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._linalg import gain, innovation, mask_covariance, measurement_mask, safe_cholesky, symmetrize
+from ._linalg import innovation_from_whitened, mask_covariance, measurement_mask, safe_cholesky, symmetrize
 from .base import AbstractFilter, finish_update, validate_gate
 from .belief import Belief
 
@@ -125,7 +125,9 @@ class UKF(UnscentedBase):
     Predict: sigma points ``X`` of ``N(m, P)`` through ``f``: ``m⁻ = Σ Wmᵢ f(Xᵢ)``,
     ``P⁻ = Σ Wcᵢ (f(Xᵢ) - m⁻)(·)ᵀ + Q``.  Update: sigma points are *redrawn* from ``N(m⁻, P⁻)``
     (so the UKF equals the KF on linear models), ``ŷ = Σ Wmᵢ h(Xᵢ)``, ``S = Σ Wcᵢ (h(Xᵢ)-ŷ)(·)ᵀ + R``,
-    ``C = Σ Wcᵢ (Xᵢ-m⁻)(h(Xᵢ)-ŷ)ᵀ``, ``K = C S⁻¹``, ``P⁺ = P⁻ - K S Kᵀ``.
+    ``C = Σ Wcᵢ (Xᵢ-m⁻)(h(Xᵢ)-ŷ)ᵀ``, ``K = C S⁻¹``, ``m⁺ = m⁻ + K e``, ``P⁺ = P⁻ - K S Kᵀ``.
+    With ``S = L Lᵀ`` one triangular solve gives ``KL = C L⁻ᵀ`` and ``w = L⁻¹ e`` together, so
+    ``K e = KL w``, ``K S Kᵀ = KL KLᵀ`` and ``NIS = wᵀ w`` need no further solve.
     Non-additive measurement noise ``h(x) + Φ(x) v`` is handled by augmenting the state with
     ``v``; ``augment_process=True`` likewise treats the process noise as an augmented state.
     Defaults ``alpha=1, beta=2, kappa=0`` keep the centre weight non-negative.
@@ -153,8 +155,10 @@ class UKF(UnscentedBase):
             S = S + model.R
         cross = dX[:, :n].T @ (wc[:, None] * dZ)
         chol = safe_cholesky(mask_covariance(S, mask))
-        innov = innovation(y0, mask, y_pred, chol, self.gate)
-        K = gain(cross, mask, chol)
-        KL = K @ chol
-        posterior = Belief(belief.mean + K @ innov.residual, symmetrize(belief.cov - KL @ KL.T))
+        residual = mask * (y0 - y_pred)
+        # One solve with L (S = L Lᵀ) whitens both: KL = C M L⁻ᵀ = K L and w = L⁻¹ e.
+        whitened = jsl.solve_triangular(chol, jnp.concatenate([(cross * mask).T, residual[:, None]], axis=1), lower=True)
+        KL, w = whitened[:, :n].T, whitened[:, n]
+        innov = innovation_from_whitened(residual, w, mask, chol, self.gate)
+        posterior = Belief(belief.mean + KL @ w, symmetrize(belief.cov - KL @ KL.T))
         return finish_update(belief, posterior, innov)

@@ -1,4 +1,10 @@
-"""Continuous-time models integrated over one sample period with diffrax (input held constant)."""
+"""Continuous-time models integrated over one sample period (input held constant).
+
+Adaptive steps go through diffrax.  Fixed steps with an explicit Runge–Kutta solver (``RK4``,
+``diffrax.Tsit5`` ...) apply the solver's Butcher tableau directly (:func:`fixed_step_solve`):
+the same arithmetic without diffrax's solve loop and its bookkeeping, which matters when the
+transition is ``vmap``-ed over sigma points inside a filter's ``lax.scan``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ from typing import ClassVar
 
 import diffrax
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .function import UserFunctionModel
@@ -17,6 +25,55 @@ _RK4_TABLEAU = diffrax.ButcherTableau(
     b_error=np.zeros(4),
     a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])),
 )
+
+
+def stage_coefficients(tableau: diffrax.ButcherTableau) -> tuple[np.ndarray, np.ndarray]:
+    """``(c [s], rows [s, s])`` of an explicit tableau, trimmed to the ``s`` stages the result uses.
+
+    Stage ``j`` is evaluated at ``t + cⱼ h``; ``rows[j]`` combines the stage slopes into the next
+    input: ``x + h Σᵢ rows[j, i] kᵢ`` is stage ``j + 1``'s input (``aⱼ₊₁``), and for the last
+    stage the step result (``b``).  Trailing stages with ``bⱼ = 0`` (the FSAL stage of e.g.
+    Tsit5, which only feeds the error estimate) are dropped.
+    """
+    s = 1 + int(np.flatnonzero(tableau.b_sol)[-1])
+    rows = np.zeros((s, s))
+    for j in range(1, s):
+        rows[j - 1, :j] = tableau.a_lower[j - 1]
+    rows[s - 1] = tableau.b_sol[:s]
+    return np.concatenate([[tableau.c1], tableau.c])[:s], rows
+
+
+def fixed_step_solve(field: Callable, tableau: diffrax.ButcherTableau, t0, x0, dt, substeps: int):
+    """Integrate ``dx/dt = field(t, x)`` over ``[t0, t0 + dt]`` with ``substeps`` equal explicit RK steps.
+
+    ``kⱼ = field(t + cⱼh, x + h Σ_{i<j} aⱼᵢ kᵢ)``, ``x⁺ = x + h Σⱼ bⱼ kⱼ`` (``x`` any shape).
+    The stages run as a ``lax.scan`` (inside a scan over the substeps) whose carry holds the next
+    stage's input, so each stage input is computed once and stored: unrolled, XLA fuses every stage into the
+    next one's kernel and re-evaluates it at each index the vector field reads (for a stencil
+    such as Lorenz-96's, work growing geometrically with the number of stages).
+    Differentiable by ordinary reverse mode.
+    """
+    c, rows = stage_coefficients(tableau)
+    s, dtype = len(c), x0.dtype
+    h = dt / substeps
+    c, rows = jnp.asarray(h * c, dtype), jnp.asarray(h * rows, dtype)
+
+    def substep(x, t):
+        def stage(carry, j):
+            y, ks = carry
+            ks = ks.at[j].set(field(t + c[j], y))
+            return (x + sum(rows[j, i] * ks[i] for i in range(s)), ks), None
+
+        ks = jnp.zeros((s, *x.shape), dtype)
+        return jax.lax.scan(stage, (x, ks), jnp.arange(s))[0][0], None
+
+    return jax.lax.scan(substep, x0, t0 + h * jnp.arange(substeps, dtype=dtype))[0]
+
+
+def has_explicit_tableau(solver: diffrax.AbstractSolver) -> bool:
+    """Whether ``solver`` is an explicit Runge–Kutta method with a single Butcher tableau."""
+    tableau = getattr(solver, "tableau", None)
+    return isinstance(solver, diffrax.AbstractERK) and isinstance(tableau, diffrax.ButcherTableau) and not tableau.implicit
 
 
 class RK4(diffrax.AbstractERK):
@@ -42,6 +99,10 @@ class ODEModel(UserFunctionModel):
       and the only valid choice for ``RK4``).
     * ``adjoint``: how gradients are taken, default ``diffrax.RecursiveCheckpointAdjoint()``
       (memory-bounded backprop through the solver); ``diffrax.BacksolveAdjoint()`` for O(1) memory.
+
+    Fixed substeps with an explicit Runge–Kutta solver and the default adjoint are integrated by
+    :func:`fixed_step_solve` (the solver's tableau applied directly; same result as diffrax to
+    round-off, a much smaller compiled program); everything else calls ``diffrax.diffeqsolve``.
 
     Measurement and noise as in :class:`~jtwin.models.FunctionModel`.  Parameters of a
     ``vector_field`` that is an ``equinox.Module`` are learnable (gradients flow through the solve).
@@ -92,10 +153,18 @@ class ODEModel(UserFunctionModel):
         )
         self._init_common(h, Q, R, input_dim, disturbance_dim, noise_gain, "vector_field(t, x, u)", probe)
 
+    @property
+    def _direct_fixed_step(self) -> bool:
+        """Fixed steps can bypass diffrax: an explicit tableau, and gradients by plain backprop."""
+        return has_explicit_tableau(self.solver) and type(self.adjoint) is diffrax.RecursiveCheckpointAdjoint
+
     def transition(self, x, u, t=0.0, d=None, dt=None):
         """Integrate over ``[t, t + dt]`` (``dt`` defaults to the model's sample period)."""
         dt = self.dt if dt is None else dt
         args = (u,) if self.disturbance_dim == 0 else (u, d)
+        if self.substeps is not None and self._direct_fixed_step:
+            field = lambda s, y: self.vector_field(s, y, *args)  # noqa: E731
+            return fixed_step_solve(field, self.solver.tableau, t, x, dt, self.substeps)
         term = diffrax.ODETerm(lambda s, y, a: self.vector_field(s, y, *a))
         if self.substeps is None:
             controller, dt0 = diffrax.PIDController(rtol=self.rtol, atol=self.atol), None
