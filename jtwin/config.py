@@ -11,12 +11,18 @@ A config describes a plant and how to run it::
     steps = 168                  # sample periods
     seed = 0
     x0 = [21.0, 21.0, 21.0, 20.0, 20.0, 20.0]   # optional mean initial state (default: zeros)
-    x0_std = 0.5                 # std of the initial-state draw
+    x0_std = 0.5                 # std of the initial-state draw (a number or one per state)
     forecast_std = [1.0, 0.05]   # disturbance forecast error std, per channel
     dropout = 0.0                # probability a measurement entry is missing
     chunk = 0                    # samples per compiled chunk (0: all at once)
     [weather]                    # building only
     start_hour = 0               # hour of the TMY3 year at t = 0
+    [disturbance]                # other plants: d(t) = mean + amplitude·sin(2π t/period) + step·1{t ≥ step_time}
+    mean = [10.0]                # per disturbance channel (default zeros); also the twin's d̄
+    amplitude = [3.0]
+    period = 26.0                # model time units
+    step = [0.0]
+    step_time = 0.0
     [estimator]
     kind = "kf"                  # kf | ekf | ukf | srukf
     gate = 0.0                   # chi-square gate level (0 = off)
@@ -24,17 +30,19 @@ A config describes a plant and how to run it::
     [controller]
     kind = "mpc"                 # the twin's LinearMPC on the measured states
     horizon = 24
-    setpoint = 21.0              # reference for the measured states
+    setpoint = 21.0              # reference for the measured states (a number, or one per measured state)
     q = 1.0                      # tracking weight
     r = 0.01                     # input weight
     alpha = 0.1                  # price per unit |u| (l1)
     beta = 1.0                   # demand charge per unit of sum(u) above rho (hinge)
     rho = 15.0
-    umin = 0.0
+    umin = 0.0                   # input box (a number, or one per input)
     umax = 10.0
-    xmin = 20.0                  # soft band on the measured states
+    xmin = 20.0                  # soft band on the measured states (a number, or one per measured state)
     xmax = 24.0
     soft_penalty = 100.0
+    x_op = [0.5, 350.0]          # nonlinear plants: the operating point the MPC is linearised at
+    u_op = [300.0]               # (default: the steady state with the measured states at the setpoint)
     [sync]
     delay = 0                    # measurement delay in samples
     compensate = true            # predict the estimate forward over the delay
@@ -52,6 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .learn.options import TrainOptions
 from .models import library
 
@@ -65,7 +75,8 @@ PLANTS = {
 _PARAMETER_CLASSES = {"building": library.BuildingRC, "cstr": library.CSTRDynamics}
 CONTROLLERS = ("mpc",)
 ESTIMATORS = ("kf", "ekf", "ukf", "srukf")
-TABLES = ("plant", "simulation", "weather", "controller", "estimator", "sync", "drift", "train")
+TABLES = ("plant", "simulation", "weather", "disturbance", "controller", "estimator", "sync", "drift", "train")
+VECTOR = {"vector": True}  # field metadata: a number or a list of numbers
 
 
 class ConfigError(ValueError):
@@ -91,7 +102,7 @@ class SimulationConfig:
     steps: int = 100
     seed: int = 0
     x0: tuple[float, ...] | None = None
-    x0_std: float = 0.0
+    x0_std: float | tuple[float, ...] = field(default=0.0, metadata=VECTOR)  # a number or one per state
     forecast_std: tuple[float, ...] | None = None  # std of the disturbance forecast error, per channel
     dropout: float = 0.0  # probability that a measurement entry is missing
     chunk: int = 0  # samples per compiled chunk (0 = all at once)
@@ -103,26 +114,44 @@ class WeatherConfig:
 
 
 @dataclass(frozen=True)
+class DisturbanceConfig:
+    """The true disturbance of a plant other than the building, per channel:
+    ``d(t) = mean + amplitude·sin(2π t / period) + step·1{t ≥ step_time}`` (lists of one value per
+    channel; None = zeros).  ``mean`` is also the disturbance a nonlinear twin is linearised at."""
+
+    mean: tuple[float, ...] | None = None
+    amplitude: tuple[float, ...] | None = None
+    period: float = 1.0
+    step: tuple[float, ...] | None = None
+    step_time: float = 0.0
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
     """``mpc``: the twin's LinearMPC tracking ``setpoint`` on the measured states (weight ``q``, input weight ``r``),
     energy price ``alpha``, demand charge ``beta`` above ``rho`` (on the sum of inputs), band
-    ``[xmin, xmax]`` on the measured states as soft constraints (penalty ``soft_penalty``)."""
+    ``[xmin, xmax]`` on the measured states as soft constraints (penalty ``soft_penalty``).
+    ``setpoint``, ``xmin``, ``xmax``: a number or one per measured state; ``umin``, ``umax``: a
+    number or one per input.  Nonlinear plants: the MPC is linearised at ``(x_op, u_op)`` (both or
+    neither; default the steady state with the measured states at the setpoint)."""
 
     kind: str = "mpc"
-    setpoint: float = 0.0
-    umin: float = float("-inf")
-    umax: float = float("inf")
+    setpoint: float | tuple[float, ...] = field(default=0.0, metadata=VECTOR)
+    umin: float | tuple[float, ...] = field(default=float("-inf"), metadata=VECTOR)
+    umax: float | tuple[float, ...] = field(default=float("inf"), metadata=VECTOR)
     horizon: int = 24
     q: float = 1.0
     r: float = 0.01
     alpha: float = 0.0
     beta: float = 0.0
     rho: float = 0.0
-    xmin: float = float("-inf")
-    xmax: float = float("inf")
+    xmin: float | tuple[float, ...] = field(default=float("-inf"), metadata=VECTOR)
+    xmax: float | tuple[float, ...] = field(default=float("inf"), metadata=VECTOR)
     soft_penalty: float = 100.0
     max_iter: int = 4000
     eps: float = 1e-4
+    x_op: tuple[float, ...] | None = None
+    u_op: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +180,7 @@ class Config:
     simulation: SimulationConfig
     weather: WeatherConfig
     controller: ControllerConfig
+    disturbance: DisturbanceConfig = DisturbanceConfig()
     estimator: EstimatorConfig = EstimatorConfig()
     sync: SyncConfig = SyncConfig()
     drift: DriftConfig = DriftConfig()
@@ -169,9 +199,16 @@ def _table(data: dict, key: str, path: str, required: bool = False) -> dict:
     return value
 
 
-def _coerce(path: str, value, default):
-    """Check ``value`` against the type of the field's ``default``; return it converted."""
+def _numbers(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def _coerce(path: str, value, default, vector: bool = False):
+    """Check ``value`` against the type of the field's ``default`` (or a list of numbers for a ``vector``
+    field); return it converted."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if vector and _numbers(value) and value:
+        return tuple(float(v) for v in value)
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -181,10 +218,11 @@ def _coerce(path: str, value, default):
     elif isinstance(default, str):
         ok = isinstance(value, str)
     else:  # a vector (default None)
-        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ok = _numbers(value)
         value = tuple(float(v) for v in value) if ok else value
     if not ok:
         expected = "a list of numbers" if default is None else type(default).__name__
+        expected = "a number or a non-empty list of numbers" if vector else expected
         raise ConfigError(f"{path}: expected {expected}, got {value!r}")
     return value
 
@@ -195,7 +233,9 @@ def _fields(cls, table: dict, path: str):
     for key in table:
         if key not in known:
             raise ConfigError(f"{path}.{key}: unknown field; expected one of {sorted(known)}")
-    return cls(**{k: _coerce(f"{path}.{k}", v, known[k].default) for k, v in table.items()})
+    return cls(
+        **{k: _coerce(f"{path}.{k}", v, known[k].default, known[k].metadata.get("vector", False)) for k, v in table.items()}
+    )
 
 
 def parse_config(data: dict, source: str = "<string>") -> Config:
@@ -224,15 +264,21 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
     for name in ("scenarios", "steps"):
         if getattr(sim, name) < 1:
             raise ConfigError(f"simulation.{name}: expected a positive integer, got {getattr(sim, name)}")
-    if sim.x0_std < 0:
+    if np.any(np.asarray(sim.x0_std) < 0):
         raise ConfigError(f"simulation.x0_std: expected a non-negative number, got {sim.x0_std}")
     weather = _fields(WeatherConfig, _table(data, "weather", ""), "weather")
     ctrl = _fields(ControllerConfig, _table(data, "controller", ""), "controller")
     if ctrl.kind not in CONTROLLERS:
         raise ConfigError(f"controller.kind: expected one of {list(CONTROLLERS)}, got {ctrl.kind!r}")
     for lo, hi in (("umin", "umax"), ("xmin", "xmax")):
-        if not getattr(ctrl, lo) <= getattr(ctrl, hi):
+        low, high = np.atleast_1d(getattr(ctrl, lo)), np.atleast_1d(getattr(ctrl, hi))
+        if low.size != high.size and 1 not in (low.size, high.size):
+            raise ConfigError(f"controller.{lo}: {low.size} values but controller.{hi} has {high.size}")
+        if not np.all(low <= high):
             raise ConfigError(f"controller.{lo}: must be <= controller.{hi}, got {getattr(ctrl, lo)} > {getattr(ctrl, hi)}")
+    if (ctrl.x_op is None) != (ctrl.u_op is None):
+        given, missing = ("x_op", "u_op") if ctrl.u_op is None else ("u_op", "x_op")
+        raise ConfigError(f"controller.{missing}: needed with controller.{given} (give both or neither)")
     for name in ("horizon", "max_iter"):
         if getattr(ctrl, name) < 1:
             raise ConfigError(f"controller.{name}: expected a positive integer, got {getattr(ctrl, name)}")
@@ -255,6 +301,11 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
         raise ConfigError(f"simulation.chunk: expected a non-negative integer, got {sim.chunk}")
     if sim.forecast_std is not None and min(sim.forecast_std, default=0.0) < 0:
         raise ConfigError(f"simulation.forecast_std: expected non-negative values, got {list(sim.forecast_std)}")
+    dist = _fields(DisturbanceConfig, _table(data, "disturbance", ""), "disturbance")
+    if "disturbance" in data and kind == "building":
+        raise ConfigError("disturbance: the building's disturbances are its weather; configure [weather] instead")
+    if not dist.period > 0:
+        raise ConfigError(f"disturbance.period: expected a positive period, got {dist.period}")
     drift = _fields(DriftConfig, _table(data, "drift", ""), "drift")
     if not 0.0 < drift.alpha < 1.0:
         raise ConfigError(f"drift.alpha: expected a level in (0, 1), got {drift.alpha}")
@@ -264,7 +315,7 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
         train = _fields(TrainOptions, _table(data, "train", ""), "train")
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    return Config(PlantConfig(kind, dict(params)), sim, weather, ctrl, est, sync, drift, train, source)
+    return Config(PlantConfig(kind, dict(params)), sim, weather, ctrl, dist, est, sync, drift, train, source)
 
 
 def load_config(path: str | Path) -> Config:

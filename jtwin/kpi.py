@@ -1,9 +1,12 @@
 """Closed-loop KPIs per scenario and their aggregation across scenarios (mean, quantiles, CVaR).
 
-Per scenario, from a :class:`~jtwin.simulate.Rollout` and the controller's cost data:
+Per scenario, from a :class:`~jtwin.simulate.Rollout` and the controller's cost data (in the
+controller's coordinates: ``x − x̄``, ``u − ū`` for a twin with an operating point, see
+:meth:`jtwin.twin.Twin.from_model`):
 
 * ``tracking_rmse``: RMS of ``x − x_ref`` over the states with a tracking weight (Q_ii > 0);
-* ``energy``: ``Σ_k ‖u_k‖₁ · dt``;
+* ``final_error``: RMS of ``x − x_ref`` over those states at the last sample;
+* ``energy``: ``Σ_k ‖u_k‖₁ · dt`` (the input effort the MPC's ℓ1 term prices);
 * ``peak_demand``: ``max_k cᵀu_k``;  ``demand_excess``: ``Σ_k max{0, cᵀu_k − ρ} · dt``;
 * ``violations`` / ``violation_magnitude``: count and sum of state-box exceedances;
 * ``solver_failures``: MPC solves that ended neither solved nor at max_iter;
@@ -20,12 +23,18 @@ import numpy as np
 from .control import LinearMPC
 from .qp import MAX_ITER, SOLVED
 from .simulate import Rollout
+from .twin import OperatingPoint
 from .uncertainty.risk import cvar
 
 
-def scenario_kpis(rollout: Rollout, mpc: LinearMPC, dt: float) -> dict[str, np.ndarray]:
-    """Per-scenario KPIs (module docstring) as numpy arrays of shape [S]."""
+def scenario_kpis(
+    rollout: Rollout, mpc: LinearMPC, dt: float, operating_point: OperatingPoint | None = None
+) -> dict[str, np.ndarray]:
+    """Per-scenario KPIs (module docstring) as numpy arrays of shape [S]; ``operating_point``: the twin's
+    (``twin.operating_point``), whose ``x̄, ū`` are subtracted to reach ``mpc``'s coordinates."""
     x, u = np.asarray(rollout.x), np.asarray(rollout.u)
+    if operating_point is not None:
+        x, u = x - np.asarray(operating_point.x), u - np.asarray(operating_point.u)
     tracked = np.diag(np.asarray(mpc.Q)) > 0
     ref = np.asarray(mpc.xref)[0]
     err = (x - ref)[..., tracked]
@@ -38,6 +47,7 @@ def scenario_kpis(rollout: Rollout, mpc: LinearMPC, dt: float) -> dict[str, np.n
     nis = np.where(measured > 0, np.asarray(rollout.nis) / np.maximum(measured, 1), np.nan)
     return {
         "tracking_rmse": np.sqrt(np.mean(err**2, axis=(1, 2))) if tracked.any() else np.zeros(x.shape[0]),
+        "final_error": np.sqrt(np.mean(err[:, -1] ** 2, axis=1)) if tracked.any() else np.zeros(x.shape[0]),
         "energy": np.sum(np.abs(u), axis=(1, 2)) * dt,
         "peak_demand": load.max(axis=1),
         "demand_excess": np.sum(np.maximum(0.0, load - float(mpc.rho)), axis=1) * dt,

@@ -16,9 +16,10 @@ import numpy as np
 from . import estimation
 from .config import Config, ConfigError, load_config
 from .kpi import format_summary, scenario_kpis, summarize
-from .models import AbstractModel, LinearModel
+from .models import AbstractModel, LinearModel, jacobian_transform, steady_state
 from .models.library import load_tmy3_greensboro
 from .simulate import make_scenarios, simulate
+from .qp import SOLVED, status_name
 from .twin import Twin
 
 
@@ -34,35 +35,103 @@ def build_estimator(cfg: Config):
     return kinds[cfg.estimator.kind]()
 
 
+def _per(path: str, value, size: int, what: str) -> np.ndarray:
+    """A config number broadcast to ``size`` entries, or a list that must have exactly ``size``."""
+    arr = np.atleast_1d(np.asarray(value, float))
+    if arr.size not in (1, size):
+        raise ConfigError(f"{path}: expected a number or {size} values (one per {what}), got {arr.size}")
+    return np.broadcast_to(arr, (size,)).copy()
+
+
+def _vector(path: str, value, size: int, what: str) -> np.ndarray | None:
+    """An optional config list that must have exactly ``size`` entries."""
+    if value is None:
+        return None
+    arr = np.asarray(value, float)
+    if arr.shape != (size,):
+        raise ConfigError(f"{path}: expected {size} values (one per {what}), got {arr.size}")
+    return arr
+
+
+def disturbance_series(cfg: Config, model: AbstractModel, steps: int) -> np.ndarray:
+    """The true disturbances ``d[0..steps−1]`` [steps, p]: the building's weather, else ``[disturbance]``."""
+    if cfg.plant.kind == "building":
+        return np.asarray(load_tmy3_greensboro().disturbances(cfg.weather.start_hour, steps, model.dt))
+    dist, p = cfg.disturbance, model.disturbance_dim
+    t = model.dt * np.arange(steps)[:, None]
+    zero = np.zeros(p)
+    mean, amplitude, step = (
+        zero if v is None else _vector(f"disturbance.{name}", v, p, "disturbance")
+        for name, v in (("mean", dist.mean), ("amplitude", dist.amplitude), ("step", dist.step))
+    )
+    return mean + amplitude * np.sin(2 * np.pi * t / dist.period) + step * (t >= dist.step_time)
+
+
+def operating_point(
+    cfg: Config, model: AbstractModel, measured: np.ndarray, setpoint: np.ndarray, x_guess, u_guess, d_op
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(x_op, u_op)``: ``controller.x_op/u_op`` if given, else the steady state of ``model`` (at ``d_op``)
+    with the measured states at ``setpoint`` (:func:`jtwin.models.steady_state` from the guesses)."""
+    c = cfg.controller
+    if c.x_op is not None:
+        return (
+            _vector("controller.x_op", c.x_op, model.state_dim, "state"),
+            _vector("controller.u_op", c.u_op, model.input_dim, "input"),
+        )
+    select = np.eye(model.state_dim)[measured]
+    ss = steady_state(model, x_guess, u_guess, select, setpoint, d=d_op)
+    if int(ss.status) != SOLVED:
+        raise ConfigError(
+            f"controller.setpoint: no steady state of the {cfg.plant.kind} plant found with the measured states at "
+            f"{list(setpoint)} (Newton from simulation.x0: {status_name(ss.status)}, residual {float(ss.residual):.3g}); "
+            "give controller.x_op and controller.u_op"
+        )
+    return np.asarray(ss.x), np.asarray(ss.u)
+
+
 def build_twin(cfg: Config, model: AbstractModel) -> Twin:
     """The twin of ``[estimator]``, ``[controller]`` (MPC) and ``[sync]`` on ``model``.
 
-    The MPC tracks ``setpoint`` on the measured states (rows of H that pick one state) with
-    the band ``[xmin, xmax]`` on them as soft constraints, and charges ``alpha`` per unit of
-    ``|u|`` and ``beta`` per unit of ``Σu`` above ``rho``.
+    The MPC tracks ``setpoint`` on the measured states (those ``h`` depends on) with the band
+    ``[xmin, xmax]`` on them as soft constraints, and charges ``alpha`` per unit of ``|u|`` and
+    ``beta`` per unit of ``Σu`` above ``rho``.  A linear plant is controlled with its own
+    matrices; a nonlinear one (estimated by the EKF/UKF on the nonlinear model) with its
+    linearisation at the operating point (:func:`operating_point`; :meth:`Twin.from_model`),
+    the MPC's input costs then acting on ``u − u_op``.
     """
     c = cfg.controller
-    if not isinstance(model, LinearModel):
+    n, m = model.state_dim, model.input_dim
+    linear = isinstance(model, LinearModel)
+    if not linear and cfg.estimator.kind == "kf":
         raise ConfigError(
-            f"controller.kind: the MPC twin needs a linear plant model; plant.kind = {cfg.plant.kind!r} is nonlinear"
+            f"estimator.kind: 'kf' needs a linear plant model; plant.kind = {cfg.plant.kind!r} is nonlinear "
+            "(use 'ekf', 'ukf' or 'srukf')"
         )
-    measured = np.asarray(jnp.any(model.H != 0, axis=0))
-    Q = np.diag(np.where(measured, c.q, 0.0))
-    xref = np.where(measured, c.setpoint, 0.0)
-    xmin = np.where(measured, c.xmin, -np.inf)
-    xmax = np.where(measured, c.xmax, np.inf)
+    umin = _per("controller.umin", c.umin, m, "input")
+    umax = _per("controller.umax", c.umax, m, "input")
+    x_guess = np.zeros(n) if cfg.simulation.x0 is None else _vector("simulation.x0", cfg.simulation.x0, n, "state")
+    p = model.disturbance_dim
+    d_op = np.zeros(p) if cfg.disturbance.mean is None else _vector("disturbance.mean", cfg.disturbance.mean, p, "disturbance")
+    if c.u_op is not None:
+        u_guess = _vector("controller.u_op", c.u_op, m, "input")
+    else:  # the middle of the input box, or its finite end
+        u_guess = np.where(np.isfinite(umin) & np.isfinite(umax), (umin + umax) / 2, np.where(np.isfinite(umin), umin, 0.0))
+        u_guess = np.where(np.isfinite(umax) & ~np.isfinite(umin), umax, u_guess)
+    H = model.H if linear else jacobian_transform(model)(lambda x: model.observe(x, jnp.asarray(u_guess), 0.0))(x_guess)
+    measured = np.asarray(jnp.any(H != 0, axis=0))
+    k = int(measured.sum())
+    setpoint = _per("controller.setpoint", c.setpoint, k, "measured state")
+    xref = np.zeros(n)
+    xref[measured] = setpoint
+    xmin, xmax = np.full(n, -np.inf), np.full(n, np.inf)
+    xmin[measured] = _per("controller.xmin", c.xmin, k, "measured state")
+    xmax[measured] = _per("controller.xmax", c.xmax, k, "measured state")
     soft = c.soft_penalty if np.isfinite(xmin).any() or np.isfinite(xmax).any() else None
-    return Twin.from_linear_model(
-        model,
-        build_estimator(cfg),
-        c.horizon,
-        delay=cfg.sync.delay,
-        compensate=cfg.sync.compensate,
-        Q=Q,
-        R=c.r * np.eye(model.input_dim),
-        xref=xref,
-        umin=c.umin,
-        umax=c.umax,
+    mpc = dict(
+        Q=np.diag(np.where(measured, c.q, 0.0)),
+        R=c.r * np.eye(m),
+        umin=umin,
+        umax=umax,
         xmin=xmin,
         xmax=xmax,
         soft_penalty=soft,
@@ -73,6 +142,12 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
         eps_rel=c.eps,
         max_iter=c.max_iter,
     )
+    sync = dict(delay=cfg.sync.delay, compensate=cfg.sync.compensate)
+    if linear:
+        return Twin.from_linear_model(model, build_estimator(cfg), c.horizon, xref=xref, **sync, **mpc)
+    x_op, u_op = operating_point(cfg, model, measured, setpoint, x_guess, u_guess, d_op)
+    xref[~measured] = x_op[~measured]  # the unmeasured states' reference: their value at the operating point
+    return Twin.from_model(model, build_estimator(cfg), c.horizon, x_op, u_op, d_op=d_op, xref=xref, **sync, **mpc)
 
 
 def run_config(path: str, scenarios: int | None = None, steps: int | None = None, params: str | None = None) -> str:
@@ -97,24 +172,21 @@ def run_config(path: str, scenarios: int | None = None, steps: int | None = None
     x0 = np.zeros(n) if sim.x0 is None else np.asarray(sim.x0)
     if x0.shape != (n,):
         raise ConfigError(f"simulation.x0: expected {n} values (the {cfg.plant.kind} state), got {x0.shape[0]}")
-    twin = build_twin(cfg, model)
-    total = steps + twin.horizon
-    if cfg.plant.kind == "building":
-        ds = load_tmy3_greensboro().disturbances(cfg.weather.start_hour, total, model.dt)
-    else:
-        ds = np.zeros((total, model.disturbance_dim))
+    ds = disturbance_series(cfg, model, steps + cfg.controller.horizon)
+    x0_std = _per("simulation.x0_std", sim.x0_std, n, "state")
     forecast_std = np.zeros(model.disturbance_dim) if sim.forecast_std is None else np.asarray(sim.forecast_std)
     if forecast_std.shape != (model.disturbance_dim,):
         raise ConfigError(
             f"simulation.forecast_std: expected {model.disturbance_dim} values (one per disturbance), got {forecast_std.size}"
         )
+    twin = build_twin(cfg, model)
     batch = make_scenarios(
         jax.random.PRNGKey(sim.seed),
         scenarios,
         jnp.asarray(x0),
         jnp.asarray(ds),
         model.input_dim,
-        x0_std=sim.x0_std,
+        x0_std=x0_std,
         forecast_std=forecast_std,
         dropout=sim.dropout,
     )
@@ -131,4 +203,9 @@ def run_config(path: str, scenarios: int | None = None, steps: int | None = None
         f"{scenarios} scenarios x {steps} steps of dt={model.dt:g}: {elapsed:.2f} s incl. compilation "
         f"({scenarios * steps / elapsed:,.0f} scenario-steps/s)"
     )
-    return header + "\n" + format_summary(summarize(scenario_kpis(rollout, twin.controller, model.dt)))
+    op = twin.operating_point
+    if op is not None:
+        header += f"\nMPC linearised at the operating point x_op = {np.round(np.asarray(op.x), 4).tolist()}, " \
+            f"u_op = {np.round(np.asarray(op.u), 4).tolist()}"
+    kpis = scenario_kpis(rollout, twin.controller, model.dt, operating_point=op)
+    return header + "\n" + format_summary(summarize(kpis))

@@ -13,6 +13,13 @@ Without compensation the controller acts on the stale estimate x̂[k−D] as if 
 forward to the actuation time with the model and the inputs applied meanwhile.
 A missing measurement (NaN entries of ``y``) skips those rows of the update.
 
+A twin on a nonlinear model (:meth:`Twin.from_model`) estimates with the nonlinear model and
+controls with its linearisation at an operating point ``(x̄, ū, d̄)``: the MPC works in
+deviation variables ``δx = x − x̄``, ``δu = u − ū``, ``δd = d − d̄`` and predicts with
+``δx⁺ = A δx + B δu + E δd + c``, ``c = f(x̄, ū, d̄) − x̄`` (exact at the operating point; zero at
+a steady state), the constant ``c`` entering as one more disturbance column fed with 1.  The
+step returns ``u = ū + δu`` in the plant's units.
+
 ``Twin.init`` and ``Twin.step`` are pure: the state is an explicit pytree of arrays
 (:class:`TwinState`), so a step can be jitted, vmapped over scenarios, differentiated and
 exported (``jtwin.serve``).
@@ -23,12 +30,13 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 from ._checks import as_array, check_covariance
 from .control import LinearMPC, MPCSolution
 from .estimation import Belief, SqrtBelief
-from .models import AbstractModel, LinearModel
+from .models import AbstractModel, LinearModel, linearize
 from .qp import MAX_ITER, SOLVED
 
 
@@ -36,8 +44,8 @@ class TwinState(eqx.Module):
     """Everything a twin carries from one step to the next (arrays only).
 
     ``belief``: prior of ``x[k−D]``; ``inputs`` [D, m], ``disturbances`` [D, p]: what was applied
-    from ``k−D`` to ``k−1``; ``plan``: the last MPC solution (its shift warm-starts the next
-    solve); ``nis``: normalised innovation squared of the last update (``nan`` if nothing was
+    from ``k−D`` to ``k−1``; ``plan``: the last MPC solution, in the controller's coordinates (its shift
+    warm-starts the next solve); ``nis``: normalised innovation squared of the last update (``nan`` if nothing was
     measured); ``measured``: number of measured entries of the last ``y``; ``failures``:
     count of MPC solves that ended neither solved nor at max_iter.
     """
@@ -52,11 +60,21 @@ class TwinState(eqx.Module):
     k: Int[Array, ""]
 
 
+class OperatingPoint(eqx.Module):
+    """The point ``(x̄ [n], ū [m], d̄ [p])`` a twin's controller is linearised at: the controller sees
+    ``x − x̄`` and ``(d − d̄, 1)`` and returns ``u − ū`` (see the module docstring)."""
+
+    x: Float[Array, " n"]
+    u: Float[Array, " m"]
+    d: Float[Array, " p"]
+
+
 class Twin(eqx.Module):
     """A digital twin: ``model`` (M), ``estimator`` (D), ``controller`` (U), ``delay``/``compensate`` (S).
 
-    ``controller`` is a :class:`~jtwin.control.LinearMPC` on the model's (linear) dynamics;
-    :meth:`from_linear_model` builds one from a ``LinearModel`` and MPC weights.
+    ``controller`` is a :class:`~jtwin.control.LinearMPC`: on the model's own dynamics
+    (:meth:`from_linear_model`, ``operating_point = None``) or on its linearisation at
+    ``operating_point`` in deviation variables (:meth:`from_model`).
     """
 
     model: AbstractModel
@@ -64,6 +82,7 @@ class Twin(eqx.Module):
     controller: LinearMPC
     delay: int = eqx.field(static=True, default=0)
     compensate: bool = eqx.field(static=True, default=True)
+    operating_point: OperatingPoint | None = None
 
     def __check_init__(self):
         if not (isinstance(self.delay, int) and self.delay >= 0):
@@ -72,6 +91,13 @@ class Twin(eqx.Module):
             raise ValueError(
                 f"controller: acts on (n, m) = {(self.controller.n, self.controller.m)}, "
                 f"the model has {(self.model.state_dim, self.model.input_dim)}"
+            )
+        p = self.model.disturbance_dim + (self.operating_point is not None)
+        if self.controller.E.shape[1] != p:
+            raise ValueError(
+                f"controller: expected E with {p} columns (the model's disturbances"
+                f"{', then the linearisation constant' if self.operating_point is not None else ''}), "
+                f"got {self.controller.E.shape[1]}"
             )
 
     @classmethod
@@ -82,9 +108,65 @@ class Twin(eqx.Module):
         mpc = LinearMPC(model.A, model.B, horizon, E=model.E if model.disturbance_dim else None, **mpc_kwargs)
         return cls(model, estimator, mpc, delay, compensate)
 
+    @classmethod
+    def from_model(
+        cls,
+        model: AbstractModel,
+        estimator,
+        horizon: int,
+        x_op: Float[Array, " n"],
+        u_op: Float[Array, " m"],
+        *,
+        d_op: Float[Array, " p"] | None = None,
+        t_op=0.0,
+        delay: int = 0,
+        compensate: bool = True,
+        **mpc_kwargs,
+    ) -> "Twin":
+        """A twin that estimates with ``model`` and controls with its linearisation at ``(x_op, u_op, d_op)``.
+
+        ``A, B, E`` = :func:`jtwin.models.linearize` at time ``t_op``; the MPC's disturbance
+        matrix is ``[E, c]`` with ``c = f(x_op, u_op, t_op, d_op) − x_op``.  ``mpc_kwargs`` go to
+        :class:`LinearMPC` in the plant's units: ``xref``, ``xmin``, ``xmax`` (absolute states)
+        and ``umin``, ``umax`` (absolute inputs) are shifted to deviation variables here; the
+        costs ``R``, ``alpha``, ``beta`` act on ``u − u_op``.  Best at a steady state
+        (:func:`jtwin.models.steady_state`): there ``c = 0`` and the operating point is an
+        exact equilibrium of the closed loop.
+        """
+        if "E" in mpc_kwargs:
+            raise ValueError("E: from_model takes the disturbance matrix from the linearisation; do not pass E")
+        lin = linearize(model, x_op, u_op, t_op, d_op)
+        dtype = lin.A.dtype
+        x_op = jnp.asarray(x_op, dtype)
+        u_op = jnp.asarray(u_op, dtype)
+        p = model.disturbance_dim
+        d_op = jnp.zeros(p, dtype) if d_op is None else jnp.asarray(d_op, dtype)
+        offset = model.transition(x_op, u_op, t_op, d_op if p else None) - x_op
+        shifts = {"xref": x_op, "xmin": x_op, "xmax": x_op, "umin": u_op, "umax": u_op}
+        for name, origin in shifts.items():
+            if mpc_kwargs.get(name) is not None:
+                mpc_kwargs[name] = np.asarray(mpc_kwargs[name], float) - np.asarray(origin)
+        mpc = LinearMPC(lin.A, lin.B, horizon, E=jnp.concatenate([lin.E, offset[:, None]], axis=1), **mpc_kwargs)
+        return cls(model, estimator, mpc, delay, compensate, OperatingPoint(x_op, u_op, d_op))
+
     @property
     def horizon(self) -> int:
         return self.controller.horizon
+
+    def controller_coordinates(
+        self, x: Float[Array, " n"], d: Float[Array, "N p"]
+    ) -> tuple[Float[Array, " n"], Float[Array, "N pc"]]:
+        """The controller's view of a state ``x`` [n] and forecast ``d`` [N, p]: ``(x − x̄, [d − d̄, 1])``
+        [n], [N, p + 1] with an operating point; ``(x, d)`` without."""
+        op = self.operating_point
+        if op is None:
+            return x, d
+        ones = jnp.ones((d.shape[0], 1), d.dtype)
+        return x - op.x.astype(x.dtype), jnp.concatenate([d - op.d.astype(d.dtype), ones], axis=1)
+
+    def plant_input(self, u: Float[Array, " m"]) -> Float[Array, " m"]:
+        """The plant's input for a controller input ``u`` [m]: ``ū + u`` with an operating point, else ``u``."""
+        return u if self.operating_point is None else u + self.operating_point.u.astype(u.dtype)
 
     def init(self, mean0: Float[Array, " n"], cov0: Float[Array, "n n"]) -> TwinState:
         """Initial state: prior ``N(mean0, cov0)`` of the first measured state, nothing applied yet."""
@@ -92,17 +174,16 @@ class Twin(eqx.Module):
         mean0 = as_array("mean0", mean0, (n,))
         cov0 = check_covariance("cov0", cov0, n)
         dtype = mean0.dtype
-        d = jnp.zeros((self.horizon, self.controller.E.shape[1]), dtype)
-        plan = self.controller.solve(mean0, d)
+        plan = self.controller.solve(*self.controller_coordinates(mean0, jnp.zeros((self.horizon, p), dtype)))
         return TwinState(
             belief=self.estimator.init(mean0, cov0),
             inputs=jnp.zeros((self.delay, m), dtype),
             disturbances=jnp.zeros((self.delay, p), dtype),
             plan=plan,
             nis=jnp.asarray(jnp.nan, dtype),
-            measured=jnp.asarray(0),
-            failures=jnp.asarray(0),
-            k=jnp.asarray(0),
+            measured=jnp.asarray(0, jnp.int32),
+            failures=jnp.asarray(0, jnp.int32),
+            k=jnp.asarray(0, jnp.int32),
         )
 
     def step(
@@ -118,7 +199,7 @@ class Twin(eqx.Module):
         dtype = state.belief.mean.dtype
         p = model.disturbance_dim
         d = jnp.zeros((self.horizon, p), dtype) if d is None else jnp.asarray(d, dtype)
-        u_meas = state.inputs[0] if D else state.plan.u[0]  # the input applied when y was taken
+        u_meas = state.inputs[0] if D else self.plant_input(state.plan.u[0])  # the input applied when y was taken
         post, info = self.estimator.update(model, state.belief, y, u_meas, t)
         x_now = post.mean
         if self.compensate and D:
@@ -129,10 +210,11 @@ class Twin(eqx.Module):
                 return model.transition(x, u, t + i * dt, dist if p else None), None
 
             x_now, _ = jax.lax.scan(forward, x_now, (jnp.arange(D), (state.inputs, state.disturbances)))
-        plan = self.controller.solve(x_now, d, warm_start=self.controller.shift(state.plan))
+        x_ctrl, d_ctrl = self.controller_coordinates(x_now, d)
+        plan = self.controller.solve(x_ctrl, d_ctrl, warm_start=self.controller.shift(state.plan))
         ok = (plan.status == SOLVED) | (plan.status == MAX_ITER)
         fallback = self.controller.shift(state.plan)
-        u = jnp.where(ok, plan.u[0], fallback.u[0])
+        u = self.plant_input(jnp.where(ok, plan.u[0], fallback.u[0]))
         plan = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), plan, fallback)
         u_est, d_est = (u, d[0]) if D == 0 else (u_meas, state.disturbances[0])
         prior = self.estimator.predict(model, post, u_est, t, d_est if p else None)
@@ -147,7 +229,7 @@ class Twin(eqx.Module):
             disturbances=disturbances,
             plan=plan,
             nis=jnp.where(info.num_observed > 0, info.nis, jnp.nan),
-            measured=info.num_observed,
+            measured=info.num_observed.astype(jnp.int32),
             failures=state.failures + (~ok).astype(state.failures.dtype),
             k=state.k + 1,
         )

@@ -4,6 +4,7 @@ from . import library
 from .base import AbstractModel, ModelWrapper, Trajectory
 from .function import FunctionModel
 from .linear import LinearModel, van_loan_noise, zoh_discretize
+from .linearize import SteadyState, jacobian_transform, linearize, steady_state
 from .ode import RK4, ODEModel
 
 __all__ = [
@@ -13,8 +14,12 @@ __all__ = [
     "ModelWrapper",
     "ODEModel",
     "RK4",
+    "SteadyState",
     "Trajectory",
+    "jacobian_transform",
     "library",
+    "linearize",
+    "steady_state",
     "van_loan_noise",
     "zoh_discretize",
 ]
