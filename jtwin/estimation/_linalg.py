@@ -59,12 +59,53 @@ def safe_cholesky(a: Float[Array, "n n"]) -> Float[Array, "n n"]:
 
 @safe_cholesky.defjvp
 def _cholesky_jvp(primals, tangents):
-    """``dL = L Φ(L⁻¹ dA L⁻ᵀ)`` (``Φ``: lower triangle, halved diagonal) for the symmetric part of ``dA``."""
+    """The derivative of ``cholesky(A + s I)`` at the returned factor, the shift ``s`` held constant."""
     (a,), (da,) = primals, tangents
     chol = safe_cholesky(a)
+    return chol, _cholesky_tangent(chol, da)
+
+
+def _cholesky_tangent(chol: Float[Array, "n n"], da: Float[Array, "n n"]) -> Float[Array, "n n"]:
+    """``dL = L Φ(L⁻¹ dA L⁻ᵀ)`` (``Φ``: lower triangle, halved diagonal) for the symmetric part of ``dA``."""
     left = jsl.solve_triangular(chol, symmetrize(da), lower=True)  # L⁻¹ dA
     inner = jsl.solve_triangular(chol, left.T, lower=True)  # L⁻¹ dA L⁻ᵀ (symmetric)
-    return chol, chol @ (jnp.tril(inner) - 0.5 * jnp.diag(jnp.diagonal(inner)))
+    return chol @ (jnp.tril(inner) - 0.5 * jnp.diag(jnp.diagonal(inner)))
+
+
+@jax.custom_jvp
+def whitened_cross_covariance(
+    s: Float[Array, "ny ny"], cross: Float[Array, "n ny"], cov: Float[Array, "n n"]
+) -> tuple[Float[Array, "ny ny"], Float[Array, "n ny"]]:
+    """``(L, C L⁻ᵀ)`` with ``L = safe_cholesky(S)``: the factor of the innovation covariance and the
+    whitened cross-covariance ``K L`` (``K = C S⁻¹``), from which ``K S Kᵀ = (C L⁻ᵀ)(C L⁻ᵀ)ᵀ``.
+
+    Computed by one Cholesky factorisation of the joint covariance ``[[S, Cᵀ], [C, P]]`` of
+    ``(y, x)``, whose factor is ``[[L, 0], [C L⁻ᵀ, chol(P - C S⁻¹ Cᵀ)]]``: no triangular solve
+    with a many-column right-hand side (LAPACK ``trsm``, which OpenBLAS runs multithreaded, very
+    slowly on a loaded machine, for a 40 × 40 system).  Where the joint matrix is not numerically
+    positive definite (the posterior covariance ``P - C S⁻¹ Cᵀ`` cancels below round-off), falls
+    back to ``safe_cholesky(S)`` and a triangular solve (``lax.cond``).  Derivatives are those of
+    the formulas (:func:`_whitened_cross_jvp`), whichever branch ran.
+    """
+    ny = s.shape[0]
+    joint = jnp.linalg.cholesky(symmetrize(jnp.block([[s, cross.T], [cross, cov]])))
+
+    def separate():
+        chol = safe_cholesky(s)
+        return chol, jsl.solve_triangular(chol, cross.T, lower=True).T
+
+    return jax.lax.cond(jnp.all(jnp.isfinite(joint)), lambda: (joint[:ny, :ny], joint[ny:, :ny]), separate)
+
+
+@whitened_cross_covariance.defjvp
+def _whitened_cross_jvp(primals, tangents):
+    """``dL`` as in :func:`_cholesky_jvp`; ``d(C L⁻ᵀ) = (dC - C L⁻ᵀ dLᵀ) L⁻ᵀ``."""
+    s, cross, cov = primals
+    ds, dcross, _ = tangents
+    chol, whitened = whitened_cross_covariance(s, cross, cov)
+    dchol = _cholesky_tangent(chol, ds)
+    dwhitened = jsl.solve_triangular(chol, (dcross - whitened @ dchol.T).T, lower=True).T
+    return (chol, whitened), (dchol, dwhitened)
 
 
 def measurement_mask(y: Float[Array, " ny"]) -> tuple[Float[Array, " ny"], Float[Array, " ny"]]:

@@ -83,19 +83,18 @@ class SquareRootUKF(UnscentedBase):
     def predict_with_cross(self, model, belief: SqrtBelief, u, t, d=None):
         n = belief.mean.shape[0]
         fn, mean, factor = self.transition_fn(model, belief.mean, belief.chol, u, t, d)
-        wm, wc, dX, Y, pred_mean = self.propagate(fn, mean, factor, belief.chol.dtype)
+        wm, wc, Y, pred_mean = self.propagate(fn, mean, factor, belief.chol.dtype)
         dY = Y - pred_mean
         noise = jnp.zeros((n, 0), dY.dtype) if self.augment_process else jnp.tril(model.Q_factor)
         wc0 = float(self.weights(mean.shape[0])[1][0])
         chol = weighted_factor(dY, wc, noise, wc0)
-        cross = dX[:, :n].T @ (wc[:, None] * dY)
-        return SqrtBelief(pred_mean, chol), cross
+        return SqrtBelief(pred_mean, chol), self.cross_covariance(factor, Y, n)
 
     def update(self, model, belief: SqrtBelief, y, u, t):
         n = belief.mean.shape[0]
         y0, mask = measurement_mask(y)
         fn, mean, factor = self.observation_fn(model, belief.mean, belief.chol, u, t)
-        wm, wc, dX, Z, y_pred = self.propagate(fn, mean, factor, belief.chol.dtype)
+        wm, wc, Z, y_pred = self.propagate(fn, mean, factor, belief.chol.dtype)
         dZ = (Z - y_pred) * mask[None, :]
         noise = jnp.diag(1.0 - mask)
         if model.additive_measurement_noise:
@@ -103,7 +102,7 @@ class SquareRootUKF(UnscentedBase):
         wc0 = float(self.weights(mean.shape[0])[1][0])
         chol_s = weighted_factor(dZ, wc, noise, wc0)
         innov = innovation(y0, mask, y_pred, chol_s, self.gate)
-        cross = dX[:, :n].T @ (wc[:, None] * dZ)
+        cross = self.cross_covariance(factor, Z * mask[None, :], n)
         # K = C S⁻¹ = C S_y⁻ᵀ S_y⁻¹; U = K S_y = C S_y⁻ᵀ gives K S Kᵀ = U Uᵀ.
         U = jax.scipy.linalg.solve_triangular(chol_s, cross.T, lower=True).T
         K = jax.scipy.linalg.solve_triangular(chol_s.T, U.T, lower=False).T

@@ -12,7 +12,14 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._linalg import innovation_from_whitened, mask_covariance, measurement_mask, safe_cholesky, symmetrize
+from ._linalg import (
+    innovation_from_whitened,
+    mask_covariance,
+    measurement_mask,
+    safe_cholesky,
+    symmetrize,
+    whitened_cross_covariance,
+)
 from .base import AbstractFilter, finish_update, validate_gate
 from .belief import Belief
 
@@ -86,14 +93,23 @@ class UnscentedBase(AbstractFilter):
     def propagate(self, fn: Callable, mean, factor, dtype):
         """Push the sigma points of ``N(mean, factor factorᵀ)`` through ``fn`` (vmapped).
 
-        Returns ``(Wm, Wc, dX, Y, y_mean)``: weights, sigma-point deviations from ``mean``,
-        images ``Y = fn(X)`` and their weighted mean.
+        Returns ``(Wm, Wc, Y, y_mean)``: weights, images ``Y = fn(X)`` [2N+1, ny] and their weighted mean.
         """
         wm, wc, gamma = self.weights(mean.shape[0])
         wm, wc = jnp.asarray(wm, dtype), jnp.asarray(wc, dtype)
-        points = sigma_points(mean, factor, gamma)
-        images = jax.vmap(fn)(points)
-        return wm, wc, points - mean, images, wm @ images
+        images = jax.vmap(fn)(sigma_points(mean, factor, gamma))
+        return wm, wc, images, wm @ images
+
+    def cross_covariance(self, factor: Float[Array, "N N"], images: Float[Array, "s ny"], n: int) -> Float[Array, "n ny"]:
+        """``Σᵢ Wcᵢ (Xᵢ - m)[:n] (Yᵢ - ȳ)ᵀ`` [n, ny] for the sigma points of ``propagate``.
+
+        The points are symmetric, ``Xᵢ - m = ±γ Fᵢ`` (``Fᵢ`` the columns of the factor) with the
+        common weight ``Wc₁`` for ``i ≥ 1``, so the sum is ``γ Wc₁ F[:n] (Y₊ - Y₋)`` (``Y±`` the
+        images of ``m ± γ Fᵢ``): one ``n × N × ny`` product, and ``ȳ`` cancels.
+        """
+        N = factor.shape[1]
+        _, wc, gamma = self.weights(N)
+        return (gamma * wc[1]) * (factor[:n] @ (images[1 : N + 1] - images[N + 1 :]))
 
     def transition_fn(self, model, belief_mean, factor, u, t, d):
         """``(fn, mean, factor)``: the function whose sigma points give the predicted belief.
@@ -126,8 +142,9 @@ class UKF(UnscentedBase):
     ``P⁻ = Σ Wcᵢ (f(Xᵢ) - m⁻)(·)ᵀ + Q``.  Update: sigma points are *redrawn* from ``N(m⁻, P⁻)``
     (so the UKF equals the KF on linear models), ``ŷ = Σ Wmᵢ h(Xᵢ)``, ``S = Σ Wcᵢ (h(Xᵢ)-ŷ)(·)ᵀ + R``,
     ``C = Σ Wcᵢ (Xᵢ-m⁻)(h(Xᵢ)-ŷ)ᵀ``, ``K = C S⁻¹``, ``m⁺ = m⁻ + K e``, ``P⁺ = P⁻ - K S Kᵀ``.
-    With ``S = L Lᵀ`` one triangular solve gives ``KL = C L⁻ᵀ`` and ``w = L⁻¹ e`` together, so
-    ``K e = KL w``, ``K S Kᵀ = KL KLᵀ`` and ``NIS = wᵀ w`` need no further solve.
+    With ``S = L Lᵀ``, ``KL = C L⁻ᵀ`` and ``w = L⁻¹ e``: ``K e = KL w``, ``K S Kᵀ = KL KLᵀ``,
+    ``NIS = wᵀ w``; ``L`` and ``KL`` come from one Cholesky factorisation of the joint covariance
+    of ``(y, x)`` (:func:`~jtwin.estimation._linalg.whitened_cross_covariance`).
     Non-additive measurement noise ``h(x) + Φ(x) v`` is handled by augmenting the state with
     ``v``; ``augment_process=True`` likewise treats the process noise as an augmented state.
     Defaults ``alpha=1, beta=2, kappa=0`` keep the centre weight non-negative.
@@ -136,29 +153,26 @@ class UKF(UnscentedBase):
     def predict_with_cross(self, model, belief, u, t, d=None):
         n = belief.mean.shape[0]
         fn, mean, factor = self.transition_fn(model, belief.mean, safe_cholesky(belief.cov), u, t, d)
-        wm, wc, dX, Y, pred_mean = self.propagate(fn, mean, factor, belief.cov.dtype)
+        wm, wc, Y, pred_mean = self.propagate(fn, mean, factor, belief.cov.dtype)
         dY = Y - pred_mean
         cov = dY.T @ (wc[:, None] * dY)
         if not self.augment_process:
             cov = cov + model.Q
-        cross = dX[:, :n].T @ (wc[:, None] * dY)
-        return Belief(pred_mean, symmetrize(cov)), cross
+        return Belief(pred_mean, symmetrize(cov)), self.cross_covariance(factor, Y, n)
 
     def update(self, model, belief, y, u, t):
         n = belief.mean.shape[0]
         y0, mask = measurement_mask(y)
         fn, mean, factor = self.observation_fn(model, belief.mean, safe_cholesky(belief.cov), u, t)
-        wm, wc, dX, Z, y_pred = self.propagate(fn, mean, factor, belief.cov.dtype)
+        wm, wc, Z, y_pred = self.propagate(fn, mean, factor, belief.cov.dtype)
         dZ = Z - y_pred
         S = dZ.T @ (wc[:, None] * dZ)
         if model.additive_measurement_noise:
             S = S + model.R
-        cross = dX[:, :n].T @ (wc[:, None] * dZ)
-        chol = safe_cholesky(mask_covariance(S, mask))
+        cross = self.cross_covariance(factor, Z, n) * mask[None, :]
+        chol, KL = whitened_cross_covariance(mask_covariance(S, mask), cross, belief.cov)
         residual = mask * (y0 - y_pred)
-        # One solve with L (S = L Lᵀ) whitens both: KL = C M L⁻ᵀ = K L and w = L⁻¹ e.
-        whitened = jsl.solve_triangular(chol, jnp.concatenate([(cross * mask).T, residual[:, None]], axis=1), lower=True)
-        KL, w = whitened[:, :n].T, whitened[:, n]
+        w = jsl.solve_triangular(chol, residual, lower=True)
         innov = innovation_from_whitened(residual, w, mask, chol, self.gate)
         posterior = Belief(belief.mean + KL @ w, symmetrize(belief.cov - KL @ KL.T))
         return finish_update(belief, posterior, innov)

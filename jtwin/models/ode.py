@@ -48,26 +48,30 @@ def fixed_step_solve(field: Callable, tableau: diffrax.ButcherTableau, t0, x0, d
 
     ``kⱼ = field(t + cⱼh, x + h Σ_{i<j} aⱼᵢ kᵢ)``, ``x⁺ = x + h Σⱼ bⱼ kⱼ`` (``x`` any shape).
     The stages run as a ``lax.scan`` (inside a scan over the substeps) whose carry holds the next
-    stage's input, so each stage input is computed once and stored: unrolled, XLA fuses every stage into the
-    next one's kernel and re-evaluates it at each index the vector field reads (for a stencil
-    such as Lorenz-96's, work growing geometrically with the number of stages).
-    Differentiable by ordinary reverse mode.
+    stage's input and the slopes so far, so each stage input is computed once and stored.
+    Unrolled, XLA fuses every stage into the next one's kernel and re-evaluates it at each index
+    the vector field reads (for a stencil such as Lorenz-96's, work growing geometrically with
+    the number of stages).  Differentiable by ordinary reverse mode.
     """
     c, rows = stage_coefficients(tableau)
     s, dtype = len(c), x0.dtype
     h = dt / substeps
     c, rows = jnp.asarray(h * c, dtype), jnp.asarray(h * rows, dtype)
 
-    def substep(x, t):
+    def substep(carry, t):
+        x, slopes = carry
+
         def stage(carry, j):
-            y, ks = carry
-            ks = ks.at[j].set(field(t + c[j], y))
-            return (x + sum(rows[j, i] * ks[i] for i in range(s)), ks), None
+            y, slopes = carry
+            slopes = jax.lax.dynamic_update_index_in_dim(slopes, field(t + c[j], y), j, 0)
+            return (x + sum(rows[j, i] * slopes[i] for i in range(s)), slopes), None
 
-        ks = jnp.zeros((s, *x.shape), dtype)
-        return jax.lax.scan(stage, (x, ks), jnp.arange(s))[0][0], None
+        return jax.lax.scan(stage, (x, slopes), jnp.arange(s))[0], None
 
-    return jax.lax.scan(substep, x0, t0 + h * jnp.arange(substeps, dtype=dtype))[0]
+    # The slope buffer is carried across substeps: a stage only reads slopes already written in
+    # its own substep (the others have zero coefficients).
+    slopes = jnp.zeros((s, *x0.shape), dtype)
+    return jax.lax.scan(substep, (x0, slopes), t0 + h * jnp.arange(substeps, dtype=dtype))[0][0]
 
 
 def has_explicit_tableau(solver: diffrax.AbstractSolver) -> bool:

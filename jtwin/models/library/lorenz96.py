@@ -41,13 +41,12 @@ def lorenz96_model(
     """
     if int(n) != n or n < 4:
         raise ValueError(f"n: expected an integer >= 4, got {n}")
-    idx = np.arange(0, n, observe_every)
     return ODEModel(
         Lorenz96(forcing),
-        lambda x, u, t: x[idx],
+        lambda x, u, t: x[::observe_every],
         dt,
         q_std**2 * np.eye(n),
-        r_std**2 * np.eye(len(idx)),
+        r_std**2 * np.eye(len(range(0, n, observe_every))),
         solver=RK4(),
         substeps=substeps,
     )
