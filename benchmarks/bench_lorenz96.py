@@ -12,7 +12,8 @@
    (via ``jtwin.schedule.measure_step_cost``, fitted ``k n^3``) and the scan-amortised step time.
 
 Times are the best (minimum) of several repeats on both sides, in wall-clock and CPU (process)
-seconds: this machine's two cores are shared, and contention inflates single runs by up to 10x.
+seconds: this machine's two cores are shared, and contention inflates single runs by up to 10x;
+the 1-minute load average before and after section 1 is recorded with its numbers.
 Writes benchmarks/results/estimation_lorenz96.json.
 
     .venv/bin/python benchmarks/bench_lorenz96.py [--quick]
@@ -20,6 +21,7 @@ Writes benchmarks/results/estimation_lorenz96.json.
 
 import argparse
 import json
+import os
 import platform
 import time
 import warnings
@@ -88,6 +90,7 @@ def rmse(means, xs):
 
 
 def accuracy_and_speed(steps: int) -> dict:
+    load_before = os.getloadavg()[0]
     model = lorenz96_model(n=40, forcing=FORCING, dt=DT, substeps=SUBSTEPS, q_std=Q_STD, r_std=R_STD)
     traj = make_data(model, jax.random.PRNGKey(0), steps)
     xs, ys = np.asarray(traj.xs), np.asarray(traj.ys)
@@ -135,6 +138,7 @@ def accuracy_and_speed(steps: int) -> dict:
 
     jt_rmse, fp_rmse = rmse(res.means, xs), rmse(fp_means, xs)
     return {
+        "load_average_1min_before_after": [load_before, os.getloadavg()[0]],
         "n": 40,
         "steps": steps,
         "rmse_jtwin": jt_rmse,
