@@ -39,6 +39,12 @@ def _gershgorin_shift(a: Float[Array, "n n"]) -> Float[Array, ""]:
     return jnp.maximum(-jnp.min(diag - radius), 0.0) + floor
 
 
+def _factorised(chol: Float[Array, "n n"]) -> Bool[Array, ""]:
+    """Whether ``jnp.linalg.cholesky`` succeeded: on failure it returns all NaN, and a NaN or ±inf
+    input entry reaches its row's pivot, so a finite diagonal is enough to check."""
+    return jnp.isfinite(jnp.sum(jnp.diagonal(chol)))
+
+
 @jax.custom_jvp
 def safe_cholesky(a: Float[Array, "n n"]) -> Float[Array, "n n"]:
     """Lower Cholesky factor of the symmetric part of ``A``, repaired when ``A`` is not numerically PD.
@@ -52,7 +58,7 @@ def safe_cholesky(a: Float[Array, "n n"]) -> Float[Array, "n n"]:
     """
     a = symmetrize(a)
     chol = jnp.linalg.cholesky(a)
-    failed = ~jnp.all(jnp.isfinite(chol))
+    failed = ~_factorised(chol)
     eye = jnp.eye(a.shape[0], dtype=a.dtype)
     return jax.lax.cond(failed, lambda: jnp.linalg.cholesky(a + _gershgorin_shift(a) * eye), lambda: chol)
 
@@ -94,7 +100,7 @@ def whitened_cross_covariance(
         chol = safe_cholesky(s)
         return chol, jsl.solve_triangular(chol, cross.T, lower=True).T
 
-    return jax.lax.cond(jnp.all(jnp.isfinite(joint)), lambda: (joint[:ny, :ny], joint[ny:, :ny]), separate)
+    return jax.lax.cond(_factorised(joint), lambda: (joint[:ny, :ny], joint[ny:, :ny]), separate)
 
 
 @whitened_cross_covariance.defjvp
