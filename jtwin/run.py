@@ -67,6 +67,19 @@ def disturbance_series(cfg: Config, model: AbstractModel, steps: int) -> np.ndar
     return mean + amplitude * np.sin(2 * np.pi * t / dist.period) + step * (t >= dist.step_time)
 
 
+def _input_guess(umin: np.ndarray, umax: np.ndarray) -> np.ndarray:
+    """The middle of the input box where both ends are finite, else its finite end, else 0."""
+    lo = np.where(np.isfinite(umin), umin, np.where(np.isfinite(umax), umax, 0.0))
+    hi = np.where(np.isfinite(umax), umax, lo)
+    return (lo + hi) / 2
+
+
+def _measured_states(model: AbstractModel, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Mask [n] of the states the measurement depends on (nonzero columns of ``∂h/∂x`` at ``(x, u)``)."""
+    H = jacobian_transform(model)(lambda x_: model.observe(x_, jnp.asarray(u), 0.0))(jnp.asarray(x))
+    return np.asarray(jnp.any(H != 0, axis=0))
+
+
 def operating_point(
     cfg: Config, model: AbstractModel, measured: np.ndarray, setpoint: np.ndarray, x_guess, u_guess, d_op
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -112,13 +125,8 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
     x_guess = np.zeros(n) if cfg.simulation.x0 is None else _vector("simulation.x0", cfg.simulation.x0, n, "state")
     p = model.disturbance_dim
     d_op = np.zeros(p) if cfg.disturbance.mean is None else _vector("disturbance.mean", cfg.disturbance.mean, p, "disturbance")
-    if c.u_op is not None:
-        u_guess = _vector("controller.u_op", c.u_op, m, "input")
-    else:  # the middle of the input box, or its finite end
-        u_guess = np.where(np.isfinite(umin) & np.isfinite(umax), (umin + umax) / 2, np.where(np.isfinite(umin), umin, 0.0))
-        u_guess = np.where(np.isfinite(umax) & ~np.isfinite(umin), umax, u_guess)
-    H = model.H if linear else jacobian_transform(model)(lambda x: model.observe(x, jnp.asarray(u_guess), 0.0))(x_guess)
-    measured = np.asarray(jnp.any(H != 0, axis=0))
+    u_guess = _input_guess(umin, umax) if c.u_op is None else _vector("controller.u_op", c.u_op, m, "input")
+    measured = _measured_states(model, x_guess, u_guess)
     k = int(measured.sum())
     setpoint = _per("controller.setpoint", c.setpoint, k, "measured state")
     xref = np.zeros(n)

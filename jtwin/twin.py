@@ -135,12 +135,13 @@ class Twin(eqx.Module):
         """
         if "E" in mpc_kwargs:
             raise ValueError("E: from_model takes the disturbance matrix from the linearisation; do not pass E")
+        n, m, p = model.state_dim, model.input_dim, model.disturbance_dim
+        x_op = as_array("x_op", x_op, (n,))
+        dtype = jnp.result_type(x_op, float)
+        x_op = x_op.astype(dtype)
+        u_op = as_array("u_op", u_op, (m,)).astype(dtype)
+        d_op = jnp.zeros(p, dtype) if d_op is None else as_array("d_op", d_op, (p,)).astype(dtype)
         lin = linearize(model, x_op, u_op, t_op, d_op)
-        dtype = lin.A.dtype
-        x_op = jnp.asarray(x_op, dtype)
-        u_op = jnp.asarray(u_op, dtype)
-        p = model.disturbance_dim
-        d_op = jnp.zeros(p, dtype) if d_op is None else jnp.asarray(d_op, dtype)
         offset = model.transition(x_op, u_op, t_op, d_op if p else None) - x_op
         shifts = {"xref": x_op, "xmin": x_op, "xmax": x_op, "umin": u_op, "umax": u_op}
         for name, origin in shifts.items():
