@@ -21,9 +21,12 @@ Parametrisation (θ is unconstrained, so any optax step keeps the twin valid):
 * any other floating-point leaf of the twin (``controller.A``, ``controller.B``, ``model.A``,
   ``model.Q_factor``, ``controller.xref``...): θ = the value itself.
 
-The controller's prediction model (``controller.A, B, E``) and the estimator's model
-(``model.A, B, ...``) are separate leaves; a name such as ``"B"`` selects both.  ``QN`` is fixed
-unless selected (it is not recomputed from tuned ``Q, R``).
+Adam moves every coordinate of θ by about its learning rate per step: right for log weights
+(relative changes), too much for small raw leaves such as an input matrix; give those a smaller
+step (a separate optimiser, or ``optax.multi_transform`` per leaf).  The controller's prediction
+model (``controller.A, B, E``) and the estimator's model (``model.A, B, ...``) are separate
+leaves; a name such as ``"B"`` selects both.  ``QN`` is fixed unless selected (it is not
+recomputed from tuned ``Q, R``).
 """
 
 from __future__ import annotations
