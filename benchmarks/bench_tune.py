@@ -47,7 +47,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "tune.json"
 
 def small_setup(scenarios: int, steps: int):
     """``(plant, twin, batch, cov0, objective)`` of the double integrator."""
-    A, B, E, H = np.array([[1.0, 0.1], [0.0, 0.95]]), np.array([[0.005], [0.1]]), np.array([[0.0], [0.05]]), np.array([[1.0, 0.0]])
+    A, B = np.array([[1.0, 0.1], [0.0, 0.95]]), np.array([[0.005], [0.1]])
+    E, H = np.array([[0.0], [0.05]]), np.array([[1.0, 0.0]])
     plant = jt.models.LinearModel(A, B, H, 1e-4 * np.eye(2), 1e-3 * np.eye(1), E=E)
     model = jt.models.LinearModel(A, 0.7 * B, H, 1e-4 * np.eye(2), 1e-3 * np.eye(1), E=E)
     xref, horizon = np.array([1.0, 0.0]), 10
@@ -135,8 +136,9 @@ def main() -> None:
             print("forward", result["forward"], flush=True)
         exe, compile_s, memory = compiled(vg, theta, dyn, batch)
         seconds = timed(exe, theta, dyn, batch, repeats=args.repeats)
+        ratio = seconds / result["forward"]["seconds"]
         result[f"value_and_grad_{label}"] = {
-            "seconds": seconds, "ratio_to_forward": seconds / result["forward"]["seconds"], "compile_seconds": compile_s, "memory_bytes": memory,
+            "seconds": seconds, "ratio_to_forward": ratio, "compile_seconds": compile_s, "memory_bytes": memory,
         }  # fmt: skip
         print(label, result[f"value_and_grad_{label}"], flush=True)
     result["goal_ratio"] = 5.0
@@ -153,7 +155,8 @@ def main() -> None:
         print("memory", row, flush=True)
         scaling.append(row)
     result["memory_scaling"] = scaling
-    result["machine"] = f"{platform.machine()}, {jax.device_count()} {jax.devices()[0].platform} device(s), {jax.devices()[0].device_kind}"
+    device = jax.devices()[0]
+    result["machine"] = f"{platform.machine()}, {jax.device_count()} {device.platform} device(s), {device.device_kind}"
     result["jax"] = jax.__version__
     print(json.dumps(result, indent=2))
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

@@ -44,7 +44,8 @@ def two_masses(k: float) -> jt.models.LinearModel:
 
 def scenarios(seed: int, count: int, x0) -> jt.simulate.Scenario:
     d = 0.3 * np.sin(np.arange(SAMPLES + HORIZON) / 4.0 + seed)[:, None]
-    return make_scenarios(jax.random.PRNGKey(seed), count, jnp.asarray(x0, float), jnp.asarray(d), 1, x0_std=0.3, forecast_std=0.1)
+    x0 = jnp.asarray(x0, float)
+    return make_scenarios(jax.random.PRNGKey(seed), count, x0, jnp.asarray(d), 1, x0_std=0.3, forecast_std=0.1)
 
 
 def main() -> None:

@@ -265,7 +265,8 @@ def tune(
     for name, batch in (("scenarios", scenarios), ("validation", validation)):
         if batch is not None:
             if not isinstance(batch, Scenario):
-                raise ValueError(f"{name}: expected a batched Scenario (jtwin.simulate.make_scenarios), got {type(batch).__name__}")
+                kind = type(batch).__name__
+                raise ValueError(f"{name}: expected a batched Scenario (jtwin.simulate.make_scenarios), got {kind}")
             try:
                 _check_run(plant, twin, batch, samples, chunk)
             except ValueError as exc:
