@@ -30,10 +30,10 @@ def model(b_scale=1.0):
     return jt.models.LinearModel(A, b_scale * B, H, 1e-4 * np.eye(2), 1e-3 * np.eye(1), E=E)
 
 
-def make_twin(twin_model, r=0.1, eps=1e-10):
+def make_twin(twin_model, r=0.1, eps=1e-10, **solver):
     return Twin.from_linear_model(
         twin_model, jt.estimation.KF(), HORIZON, Q=np.diag([1.0, 0.1]), R=r * np.eye(1), xref=XREF,
-        umin=-2.0, umax=2.0, eps_abs=eps, eps_rel=eps, max_iter=20000,
+        umin=-2.0, umax=2.0, eps_abs=eps, eps_rel=eps, **{"max_iter": 20000, **solver},
     )  # fmt: skip
 
 
@@ -92,6 +92,18 @@ def test_checkpointed_gradient_equals_plain(mismatched):
         grads.append(ravel_pytree(grad)[0])
     np.testing.assert_allclose(values[1], values[0], rtol=1e-12)
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_unrolled_solver_gradient_equals_implicit(mismatched):
+    """Differentiating through the ADMM iterations (checkpointed chunks) gives the KKT gradient."""
+    unrolled = make_twin(model(0.7), differentiation="unrolled", max_iter=400)
+    scenarios = batch(0)
+    grads = []
+    for twin in (mismatched, unrolled):
+        p, theta = problem(twin, CHUNK)
+        grads.append(ravel_pytree(value_and_grad(theta, p, scenarios)[1])[0])
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-6)
 
 
 def test_tuning_improves_held_out_kpi():
