@@ -233,9 +233,8 @@ def _fields(cls, table: dict, path: str):
     for key in table:
         if key not in known:
             raise ConfigError(f"{path}.{key}: unknown field; expected one of {sorted(known)}")
-    return cls(
-        **{k: _coerce(f"{path}.{k}", v, known[k].default, known[k].metadata.get("vector", False)) for k, v in table.items()}
-    )
+    vector = {k: known[k].metadata.get("vector", False) for k in table}
+    return cls(**{k: _coerce(f"{path}.{k}", v, known[k].default, vector[k]) for k, v in table.items()})
 
 
 def parse_config(data: dict, source: str = "<string>") -> Config:

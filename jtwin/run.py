@@ -96,7 +96,8 @@ def operating_point(
     if int(ss.status) != SOLVED:
         raise ConfigError(
             f"controller.setpoint: no steady state of the {cfg.plant.kind} plant found with the measured states at "
-            f"{list(setpoint)} (Newton from simulation.x0: {status_name(ss.status)}, residual {float(ss.residual):.3g}); "
+            f"{list(setpoint)} (Newton from simulation.x0: {status_name(ss.status)}, "
+            f"residual {float(ss.residual):.3g}); "
             "give controller.x_op and controller.u_op"
         )
     return np.asarray(ss.x), np.asarray(ss.u)
@@ -124,7 +125,8 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
     umax = _per("controller.umax", c.umax, m, "input")
     x_guess = np.zeros(n) if cfg.simulation.x0 is None else _vector("simulation.x0", cfg.simulation.x0, n, "state")
     p = model.disturbance_dim
-    d_op = np.zeros(p) if cfg.disturbance.mean is None else _vector("disturbance.mean", cfg.disturbance.mean, p, "disturbance")
+    mean = cfg.disturbance.mean
+    d_op = np.zeros(p) if mean is None else _vector("disturbance.mean", mean, p, "disturbance")
     u_guess = _input_guess(umin, umax) if c.u_op is None else _vector("controller.u_op", c.u_op, m, "input")
     measured = _measured_states(model, x_guess, u_guess)
     k = int(measured.sum())

@@ -26,9 +26,8 @@ K0, E_R, UA, NEG_DH, Q_V, CAF, TF, RHO_CP, V = 7.2e10, 8750.0, 5.0e4, 5.0e4, 1.0
 def cstr_rhs(ca, temp, tc, d1=0.0, d2=0.0):
     """The CSTR vector field in numpy (independent of jtwin)."""
     rate = K0 * np.exp(-E_R / temp) * ca
-    return np.array(
-        [Q_V * (CAF + d1 - ca) - rate, Q_V * (TF + d2 - temp) + NEG_DH / RHO_CP * rate + UA / (V * RHO_CP) * (tc - temp)]
-    )
+    dtemp = Q_V * (TF + d2 - temp) + NEG_DH / RHO_CP * rate + UA / (V * RHO_CP) * (tc - temp)
+    return np.array([Q_V * (CAF + d1 - ca) - rate, dtemp])
 
 
 def steady_at_temperature(temp):
@@ -91,7 +90,7 @@ def test_steady_state_equals_scipy_fsolve_of_the_vector_field():
 
 @eqx.filter_jit
 def closed_loop(twin, plant, x0, steps):
-    """Noise-free loop of ``twin`` with ``plant``, the twin's prior centred on ``x0`` (independent of jtwin.simulate)."""
+    """Noise-free loop of ``twin`` with ``plant`` from ``x0``, the twin's prior centred there (no jtwin.simulate)."""
     p = plant.disturbance_dim
     state = twin.init(x0, 1e-4 * jnp.eye(x0.shape[0], dtype=x0.dtype))
 

@@ -4,7 +4,7 @@ from . import library
 from .base import AbstractModel, ModelWrapper, Trajectory
 from .function import FunctionModel
 from .linear import LinearModel, van_loan_noise, zoh_discretize
-from .linearize import SteadyState, jacobian_transform, linearize, steady_state
+from .operating_point import SteadyState, jacobian_transform, linearize, steady_state
 from .ode import RK4, ODEModel
 
 __all__ = [
