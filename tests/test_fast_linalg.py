@@ -9,6 +9,7 @@ import pytest
 
 from jtwin.estimation._linalg import safe_cholesky, whitened_cross_covariance
 from jtwin.models import RK4, ODEModel
+from jtwin.models.library import lorenz96_model
 from jtwin.models.ode import fixed_step_solve
 
 RNG = np.random.default_rng(3)
@@ -117,6 +118,8 @@ def test_ode_model_fixed_steps_follow_float32_and_match_diffrax():
     model = ODEModel(lambda t, x, u: forced_field(t, x, u, 1.0), lambda x, u, t: x, 0.2, np.eye(2), np.eye(2), solver=RK4(), substeps=3)
     x32 = model.transition(jnp.array([0.5, 0.1], jnp.float32), jnp.zeros(0, jnp.float32), jnp.float32(0.0))
     assert x32.dtype == jnp.float32
+    lorenz = lorenz96_model(n=8)  # float64 forcing: the float32 state still stays float32
+    assert lorenz.transition(jnp.full(8, 8.0, jnp.float32), jnp.zeros(0, jnp.float32)).dtype == jnp.float32
     backsolve = ODEModel(
         lambda t, x, u: forced_field(t, x, u, 1.0), lambda x, u, t: x, 0.2, np.eye(2), np.eye(2), solver=RK4(), substeps=3,
         adjoint=diffrax.BacksolveAdjoint(),  # not the default adjoint: integrated by diffrax itself

@@ -63,13 +63,14 @@ def fixed_step_solve(field: Callable, tableau: diffrax.ButcherTableau, t0, x0, d
 
         def stage(carry, j):
             y, slopes = carry
-            slopes = jax.lax.dynamic_update_index_in_dim(slopes, field(t + c[j], y), j, 0)
+            slope = field(t + c[j], y).astype(dtype)  # the state's dtype, e.g. float32 with float64 parameters
+            slopes = jax.lax.dynamic_update_index_in_dim(slopes, slope, j, 0)
             return (x + sum(rows[j, i] * slopes[i] for i in range(s)), slopes), None
 
         return jax.lax.scan(stage, (x, slopes), jnp.arange(s))[0], None
 
-    # The slope buffer is carried across substeps: a stage only reads slopes already written in
-    # its own substep (the others have zero coefficients).
+    # The slope buffer is carried across substeps: a stage reads only slopes written earlier in
+    # its own substep (the stale ones have zero coefficients).
     slopes = jnp.zeros((s, *x0.shape), dtype)
     return jax.lax.scan(substep, (x0, slopes), t0 + h * jnp.arange(substeps, dtype=dtype))[0][0]
 
