@@ -84,7 +84,8 @@ def test_whitened_cross_covariance_vmapped_mixed_branches_has_finite_gradients()
     ps = jnp.asarray(np.stack([p, bad]))
     fn = jax.vmap(lambda cov, c: jnp.sum(whitened_cross_covariance(jnp.asarray(s), c, cov)[1]), in_axes=(0, None))
     grad = jax.grad(lambda c: jnp.sum(fn(ps, c)))(jnp.asarray(c))
-    ref = jax.grad(lambda c: 2 * jnp.sum(whitened_cross_covariance(jnp.asarray(s), c, jnp.asarray(p))[1]))(jnp.asarray(c))
+    one = lambda c: jnp.sum(whitened_cross_covariance(jnp.asarray(s), c, jnp.asarray(p))[1])  # noqa: E731
+    ref = 2 * jax.grad(one)(jnp.asarray(c))
     np.testing.assert_allclose(grad, ref, rtol=1e-10)
 
 
@@ -104,9 +105,8 @@ def test_fixed_step_solve_equals_diffrax_value_and_gradient(solver):
 
     def reference(k):
         term = diffrax.ODETerm(lambda t, x, args: forced_field(t, x, None, k))
-        sol = diffrax.diffeqsolve(
-            term, solver, t0, t0 + dt, dt / substeps, x0, stepsize_controller=diffrax.ConstantStepSize(), max_steps=substeps + 1
-        )
+        fixed = dict(stepsize_controller=diffrax.ConstantStepSize(), max_steps=substeps + 1)
+        sol = diffrax.diffeqsolve(term, solver, t0, t0 + dt, dt / substeps, x0, **fixed)
         return sol.ys[-1]
 
     k = jnp.asarray(1.3)
@@ -115,14 +115,14 @@ def test_fixed_step_solve_equals_diffrax_value_and_gradient(solver):
 
 
 def test_ode_model_fixed_steps_follow_float32_and_match_diffrax():
-    model = ODEModel(lambda t, x, u: forced_field(t, x, u, 1.0), lambda x, u, t: x, 0.2, np.eye(2), np.eye(2), solver=RK4(), substeps=3)
+    field, obs = (lambda t, x, u: forced_field(t, x, u, 1.0)), (lambda x, u, t: x)
+    model = ODEModel(field, obs, 0.2, np.eye(2), np.eye(2), solver=RK4(), substeps=3)
     x32 = model.transition(jnp.array([0.5, 0.1], jnp.float32), jnp.zeros(0, jnp.float32), jnp.float32(0.0))
     assert x32.dtype == jnp.float32
     lorenz = lorenz96_model(n=8)  # float64 forcing: the float32 state still stays float32
     assert lorenz.transition(jnp.full(8, 8.0, jnp.float32), jnp.zeros(0, jnp.float32)).dtype == jnp.float32
-    backsolve = ODEModel(
-        lambda t, x, u: forced_field(t, x, u, 1.0), lambda x, u, t: x, 0.2, np.eye(2), np.eye(2), solver=RK4(), substeps=3,
-        adjoint=diffrax.BacksolveAdjoint(),  # not the default adjoint: integrated by diffrax itself
-    )
+    # Not the default adjoint: integrated by diffrax itself.
+    backsolve = ODEModel(field, obs, 0.2, np.eye(2), np.eye(2), solver=RK4(), substeps=3, adjoint=diffrax.BacksolveAdjoint())
     x = jnp.array([0.5, 0.1])
-    np.testing.assert_allclose(model.transition(x, jnp.zeros(0), 0.1), backsolve.transition(x, jnp.zeros(0), 0.1), rtol=1e-13)
+    u = jnp.zeros(0)
+    np.testing.assert_allclose(model.transition(x, u, 0.1), backsolve.transition(x, u, 0.1), rtol=1e-13)

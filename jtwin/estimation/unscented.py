@@ -100,7 +100,9 @@ class UnscentedBase(AbstractFilter):
         images = jax.vmap(fn)(sigma_points(mean, factor, gamma))
         return wm, wc, images, wm @ images
 
-    def cross_covariance(self, factor: Float[Array, "N N"], images: Float[Array, "s ny"], n: int) -> Float[Array, "n ny"]:
+    def cross_covariance(
+        self, factor: Float[Array, "N N"], images: Float[Array, "s ny"], n: int
+    ) -> Float[Array, "n ny"]:
         """``Σᵢ Wcᵢ (Xᵢ - m)[:n] (Yᵢ - ȳ)ᵀ`` [n, ny] for the sigma points of ``propagate``.
 
         The points are symmetric, ``Xᵢ - m = ±γ Fᵢ`` (``Fᵢ`` the columns of the factor) with the

@@ -78,7 +78,8 @@ def fixed_step_solve(field: Callable, tableau: diffrax.ButcherTableau, t0, x0, d
 def has_explicit_tableau(solver: diffrax.AbstractSolver) -> bool:
     """Whether ``solver`` is an explicit Runge–Kutta method with a single Butcher tableau."""
     tableau = getattr(solver, "tableau", None)
-    return isinstance(solver, diffrax.AbstractERK) and isinstance(tableau, diffrax.ButcherTableau) and not tableau.implicit
+    explicit = isinstance(tableau, diffrax.ButcherTableau) and not tableau.implicit
+    return isinstance(solver, diffrax.AbstractERK) and explicit
 
 
 class RK4(diffrax.AbstractERK):
