@@ -183,3 +183,17 @@ def test_bad_input_raises(change, match):
     args.update(change)
     with pytest.raises(ValueError, match=match):
         solve_qp(**args)
+
+
+def test_constant_bounds_inside_jit():
+    """Concrete bounds closed over by a jitted function are validated without tracer errors.
+
+    Reference: with ``P = I`` and no active rows the solution is the projection
+    ``clip(−q, lb, ub)`` of the unconstrained minimiser onto the box.
+    """
+    n = 5
+    lb, ub = -0.5 * np.ones(n), np.array([0.2, 1.0, np.inf, 0.3, 2.0])
+    A, l, u = np.ones((1, n)), np.array([-np.inf]), np.array([np.inf])
+    solve = jax.jit(lambda q: solve_qp(np.eye(n), q, A, l, u, lb=lb, ub=ub, **TIGHT).x)
+    q = np.array([-1.0, 0.4, -3.0, 0.1, -0.7])
+    np.testing.assert_allclose(np.asarray(solve(q)), np.clip(-q, lb, ub), atol=1e-7)

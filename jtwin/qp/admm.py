@@ -51,6 +51,7 @@ import functools
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, Int
 
@@ -580,11 +581,12 @@ def _solve(P, q, A, l, u, lb, ub, x0, y0, rho0, settings: ADMMSettings) -> QPSol
 
 
 def _check_bounds(lo_name, hi_name, lo, hi):
-    if _checks.is_concrete(lo) and _checks.is_concrete(hi):
-        if bool(jnp.any(jnp.isnan(lo)) | jnp.any(jnp.isnan(hi))):
+    if _checks.is_concrete(lo) and _checks.is_concrete(hi):  # numpy: jnp ops on constants are staged under jit
+        lo, hi = np.asarray(lo), np.asarray(hi)
+        if np.isnan(lo).any() or np.isnan(hi).any():
             raise ValueError(f"{lo_name}, {hi_name}: bounds contain NaN; use ±inf for absent bounds")
-        if bool(jnp.any(lo > hi)):
-            bad = jnp.nonzero(lo > hi)[0].tolist()
+        if np.any(lo > hi):
+            bad = np.nonzero(lo > hi)[0].tolist()
             raise ValueError(f"{lo_name}, {hi_name}: need {lo_name} <= {hi_name} elementwise; violated at rows {bad}")
 
 
