@@ -92,3 +92,25 @@ def test_mpc_gradients_wrt_state_and_weight(mode):
     fd = lambda f, v: central_fd(lambda w: float(f(w)), v)  # noqa: E731
     np.testing.assert_allclose(g_x0, fd(lambda v: first_input(v, qdiag, "implicit", 1e-12), x0), atol=1e-4, rtol=1e-3)
     np.testing.assert_allclose(g_q, fd(lambda v: first_input(x0, v, "implicit", 1e-12), qdiag), atol=1e-4, rtol=1e-3)
+
+
+def test_implicit_gradient_with_degenerate_active_set():
+    """A duplicated active row makes the KKT matrix singular: the adjoint stays finite and the
+    gradient w.r.t. ``q`` still equals central finite differences of the solution."""
+    P = np.diag([1.0, 2.0, 3.0])
+    a = np.array([1.0, 1.0, 1.0])
+    A = np.stack([a, a, [1.0, -1.0, 0.0]])
+    l = np.array([-np.inf, -np.inf, -5.0])
+    u = np.array([-1.0, -1.0, 5.0])  # the first two rows are the same active constraint
+    q0 = np.array([0.3, -0.2, 0.1])
+    tight = dict(eps_abs=1e-11, eps_rel=1e-11, max_iter=40000)
+
+    def f(q):
+        sol = solve_qp(P, q, A, l, u, **tight)
+        return jnp.sum(sol.x * jnp.array([1.0, 2.0, 3.0]))
+
+    sol = solve_qp(P, q0, A, l, u, **tight)
+    assert int(sol.status) == SOLVED and float(A[0] @ sol.x) == pytest.approx(-1.0, abs=1e-8)
+    grad = np.asarray(jax.grad(f)(jnp.asarray(q0)))
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_allclose(grad, central_fd(lambda q: float(f(q)), q0, h=1e-5), atol=1e-6)
