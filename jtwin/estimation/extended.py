@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..models.base import AbstractModel
+from ..models.operating_point import jacobian_transform
 from ._linearised import LinearisedFilter
 from .base import validate_gate
 
@@ -22,8 +23,7 @@ def _jacobian_transform(model: AbstractModel, mode: JacobianMode) -> Callable:
     """``jax.jacfwd`` unless reverse mode is asked for, or needed: ``"auto"`` picks ``jax.jacrev`` for
     ODE models whose diffrax adjoint is reverse-only (the default ``RecursiveCheckpointAdjoint``)."""
     if mode == "auto":
-        adjoint = getattr(model, "adjoint", None)
-        mode = "reverse" if adjoint is not None and not isinstance(adjoint, diffrax.ForwardMode) else "forward"
+        return jacobian_transform(model)
     return jax.jacrev if mode == "reverse" else jax.jacfwd
 
 
