@@ -56,7 +56,7 @@ from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, Int
 
 from .. import _checks
-from .implicit import attach_kkt_gradient
+from .implicit import attach_kkt_gradient, refined_solve
 from .scaling import Scaling, ruiz_equilibrate
 from .status import DUAL_INFEASIBLE, MAX_ITER, NUMERICAL_ERROR, PRIMAL_INFEASIBLE, SOLVED
 
@@ -458,12 +458,8 @@ def _polish_one(sd: _Scaled, qs, ls, us, x, z, y, settings: ADMMSettings):
     top = jnp.concatenate([sd.P, C.T * act], axis=1)
     K_true = jnp.concatenate([top, jnp.concatenate([act[:, None] * C, jnp.diag(act - 1.0)], axis=1)], axis=0)
     reg = jnp.concatenate([jnp.full(n, delta), -delta * act])
-    K_reg = K_true + jnp.diag(reg).astype(x.dtype)
     rhs = jnp.concatenate([-qs, act * bound])
-    lu = jax.scipy.linalg.lu_factor(K_reg)
-    sol = jax.scipy.linalg.lu_solve(lu, rhs)
-    for _ in range(settings.polish_refine):  # iterative refinement towards the unregularised system
-        sol = sol + jax.scipy.linalg.lu_solve(lu, rhs - K_true @ sol)
+    sol = refined_solve(K_true, rhs, reg, settings.polish_refine)
     xp, yp = sol[:n], sol[n:] * act
     zp = jnp.clip(C @ xp, ls, us)
     return xp, zp, yp

@@ -60,7 +60,8 @@ def _bwd(res, cot):
     upper, lower = y > 0, y < 0
     act = (upper | lower).astype(x.dtype)
     J = jnp.block([[P, A.T], [act[:, None] * A, jnp.diag(1.0 - act)]])
-    w = _refined_solve(J.T, jnp.concatenate([gx, gy]), jnp.concatenate([jnp.ones(n, x.dtype), -act]))
+    delta = 1e-10 * jnp.max(jnp.abs(J))
+    w = refined_solve(J.T, jnp.concatenate([gx, gy]), delta * jnp.concatenate([jnp.ones(n, x.dtype), -act]), refine=3)
     w = jnp.where(valid & jnp.all(jnp.isfinite(w)), w, 0.0)
     wx, wy = w[:n], w[n:]
     P_bar = -jnp.outer(wx, x)
@@ -71,10 +72,10 @@ def _bwd(res, cot):
     return P_bar, q_bar, A_bar, l_bar, u_bar, jnp.zeros_like(x), jnp.zeros_like(y), None
 
 
-def _refined_solve(K, b, signs, refine: int = 3):
-    """``K⁻¹b`` from an LU of ``K + δ·diag(signs)`` and ``refine`` steps of iterative refinement."""
-    delta = 1e-10 * jnp.max(jnp.abs(K))
-    lu = jax.scipy.linalg.lu_factor(K + delta * jnp.diag(signs))
+def refined_solve(K, b, shift, refine: int):
+    """``K⁻¹b`` from one LU of ``K + diag(shift)`` and ``refine`` steps of iterative refinement
+    towards the unshifted system (the quasi-definite regularisation of OSQP's polishing)."""
+    lu = jax.scipy.linalg.lu_factor(K + jnp.diag(shift).astype(K.dtype))
     w = jax.scipy.linalg.lu_solve(lu, b)
     for _ in range(refine):
         w = w + jax.scipy.linalg.lu_solve(lu, b - K @ w)
