@@ -174,20 +174,28 @@ class _Scaled(eqx.Module):
         return jax.scipy.linalg.cho_solve(factor, jnp.eye(n, dtype=self.P.dtype))
 
 
-def _setup(P, A, q, l, u, settings: ADMMSettings) -> _Scaled:
-    """Ruiz-scale ``(P, C)``; ``l, u`` [B, m (+ n)] cover the dense rows then the bound rows."""
-    m = A.shape[0]
+def _all_problems(mask: Array) -> Array:
+    """Reduce a per-row mask [..., rows] over the batch axes (a shared [rows] mask passes through)."""
+    return jnp.all(mask, axis=tuple(range(mask.ndim - 1)))
+
+
+def _setup(P, A, q, l, u, lb, ub, settings: ADMMSettings) -> _Scaled:
+    """Ruiz-scale ``(P, C)``; ``l, u`` [B, m] bound the dense rows, ``lb, ub`` ([n] or [B, n]) the bound rows."""
     if settings.bounds:
-        bounded = jnp.any(jnp.isfinite(l[:, m:]) | jnp.isfinite(u[:, m:]), axis=0).astype(P.dtype)
-        C = jnp.concatenate([A, jnp.diag(bounded)])
+        bounded = ~_all_problems(jnp.isneginf(lb) & jnp.isposinf(ub))
+        C = jnp.concatenate([A, jnp.diag(bounded.astype(P.dtype))])
+        l_rows = (l, lb)
+        u_rows = (u, ub)
     else:
-        bounded, C = jnp.zeros(0, P.dtype), A
+        bounded, C = jnp.zeros(0, bool), A
+        l_rows, u_rows = (l,), (u,)
     sc = ruiz_equilibrate(P, C, q, settings.scaling)
+    m = A.shape[0]
     Ps = sc.c * sc.D[:, None] * P * sc.D[None, :]
     As = sc.E[:m, None] * A * sc.D[None, :]
-    box = sc.E[m:] * bounded * sc.D if settings.bounds else bounded
-    eq_rows = jnp.all(l == u, axis=0) & jnp.all(jnp.isfinite(l), axis=0)
-    free_rows = jnp.all(jnp.isneginf(l) & jnp.isposinf(u), axis=0)
+    box = sc.E[m:] * bounded * sc.D if settings.bounds else bounded.astype(P.dtype)
+    eq_rows = jnp.concatenate([_all_problems((a == b) & jnp.isfinite(a)) for a, b in zip(l_rows, u_rows)])
+    free_rows = jnp.concatenate([_all_problems(jnp.isneginf(a) & jnp.isposinf(b)) for a, b in zip(l_rows, u_rows)])
     return _Scaled(P=Ps, A=As, box=box, scaling=sc, eq_rows=eq_rows, free_rows=free_rows)
 
 
@@ -264,14 +272,26 @@ def _dual_infeasible(sd: _Scaled, qs, l, u, dX, eps: float) -> Array:
 
 
 class _Data(eqx.Module):
-    """One batch (or chunk) of scaled problems: shared ``sd``, per-problem vectors [B, ·]."""
+    """One batch (or chunk) of scaled problems: shared ``sd``, per-problem ``qs`` [B, n].
+
+    Row bounds are kept as parts, (dense rows [B, m], bound rows) or (dense
+    rows,): unscaled ``l, u`` and scaled ``ls, us``.  The bound-row part is
+    [n] when the batch shares its variable bounds (MPC input boxes), so the
+    loop broadcasts one vector instead of streaming a [B, n] array; it is
+    [B, n] otherwise.
+    """
 
     sd: _Scaled
     qs: Array
-    l: Array
-    u: Array
-    ls: Array
-    us: Array
+    l: tuple[Array, ...]
+    u: tuple[Array, ...]
+    ls: tuple[Array, ...]
+    us: tuple[Array, ...]
+
+    def full(self, parts: tuple[Array, ...]) -> Array:
+        """Row bounds as one [B, m (+ n)] array (termination checks and polishing only)."""
+        B = self.qs.shape[0]
+        return jnp.concatenate([jnp.broadcast_to(p, (B, p.shape[-1])) for p in parts], axis=-1)
 
 
 def _parts(sd: _Scaled, V: Array) -> tuple[Array, ...]:
@@ -280,10 +300,19 @@ def _parts(sd: _Scaled, V: Array) -> tuple[Array, ...]:
     return (V[..., :m], V[..., m:]) if sd.box.size else (V,)
 
 
+def _join(parts: tuple[Array, ...]) -> Array:
+    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+def _project(data: _Data, V: Array) -> Array:
+    """``Π_[l,u](V)`` for row-space arrays [B, m (+ n)], part by part."""
+    return _join(tuple(jnp.clip(v, a, b) for v, a, b in zip(_parts(data.sd, V), data.ls, data.us)))
+
+
 def _iterate(data: _Data, Kinv, R, settings: ADMMSettings, count: int, X, V):
     """``count`` ADMM steps; returns the final ``(X, V)`` and the previous ``(X, V)`` (for ``δx, δy``)."""
     sd = data.sd
-    lo, hi, Rp = _parts(sd, data.ls), _parts(sd, data.us), _parts(sd, R)
+    lo, hi, Rp = data.ls, data.us, _parts(sd, R)
     alpha, sigma = settings.alpha, settings.sigma
 
     def step(X, Vp):
@@ -298,12 +327,11 @@ def _iterate(data: _Data, Kinv, R, settings: ADMMSettings, count: int, X, V):
 
     Xp, Vp = jax.lax.fori_loop(0, count - 1, lambda _, s: step(*s), (X, _parts(sd, V)))
     X, Vn = step(Xp, Vp)
-    join = lambda P: jnp.concatenate(P, axis=-1) if len(P) > 1 else P[0]  # noqa: E731
-    return X, join(Vn), Xp, join(Vp)
+    return X, _join(Vn), Xp, _join(Vp)
 
 
 def _zy(data: _Data, R, V):
-    Z = jnp.clip(V, data.ls, data.us)
+    Z = _project(data, V)
     return Z, R * (V - Z)
 
 
@@ -328,8 +356,9 @@ class _State(eqx.Module):
 def _infeasibility_and_rho(data: _Data, settings: ADMMSettings, st: _State, res, active, X, Y, Xp, Yp):
     """Every ``adaptive_rho_interval`` iterations: infeasibility codes [B] and, if warranted, a new ρ."""
     sd = data.sd
-    pinf = _primal_infeasible(sd, data.l, data.u, Y - Yp, settings.eps_pinf)
-    dinf = _dual_infeasible(sd, data.qs, data.l, data.u, X - Xp, settings.eps_dinf)
+    l, u = data.full(data.l), data.full(data.u)
+    pinf = _primal_infeasible(sd, l, u, Y - Yp, settings.eps_pinf)
+    dinf = _dual_infeasible(sd, data.qs, l, u, X - Xp, settings.eps_dinf)
     code = jnp.where(pinf, PRIMAL_INFEASIBLE, jnp.where(dinf, DUAL_INFEASIBLE, 0)).astype(jnp.int32)
     if not settings.adaptive_rho:
         return code, st.rho, st.Kinv
@@ -428,14 +457,16 @@ def _run_chunked(data: _Data, settings: ADMMSettings, X, Z, Y, rho0) -> _Result:
     n_chunks = -(-B // C)
     pad = n_chunks * C - B
     split = lambda V: jnp.concatenate([V, jnp.repeat(V[-1:], pad, axis=0)]).reshape((n_chunks, C) + V.shape[1:])  # noqa: E731
-    per_problem = (data.qs, data.l, data.u, data.ls, data.us, X, Z, Y, rho0)
+    # per-problem leaves are [B, ·]; shared row bounds ([n]) stay whole in every chunk
+    per_problem, shared = eqx.partition(data, lambda leaf: eqx.is_array(leaf) and leaf.ndim == 2)
+    per_problem = eqx.tree_at(lambda d: d.sd, per_problem, None)
+    shared = eqx.tree_at(lambda d: d.sd, shared, data.sd)
 
     def one(chunk):
-        qs, l, u, ls, us, Xc, Zc, Yc, rc = chunk
-        sub = _Data(sd=data.sd, qs=qs, l=l, u=u, ls=ls, us=us)
-        return _run(sub, settings, Xc, Zc, Yc, jnp.exp(jnp.mean(jnp.log(rc))))
+        part, Xc, Zc, Yc, rc = chunk
+        return _run(eqx.combine(part, shared), settings, Xc, Zc, Yc, jnp.exp(jnp.mean(jnp.log(rc))))
 
-    out = jax.lax.map(one, tuple(split(V) for V in per_problem))
+    out = jax.lax.map(one, (jax.tree.map(split, per_problem), split(X), split(Z), split(Y), split(rho0)))
     return jax.tree.map(lambda V: V.reshape((n_chunks * C,) + V.shape[2:])[:B], out)
 
 
@@ -468,19 +499,25 @@ def _polish_one(sd: _Scaled, qs, ls, us, x, z, y, settings: ADMMSettings):
 # --------------------------------------------------------------------------- driver
 
 
-def _solve_batch(settings: ADMMSettings, P, A, q, l, u, x0, y0, rho0):
+def _solve_batch(settings: ADMMSettings, P, A, q, l, u, lb, ub, x0, y0, rho0):
     """Solve a batch (leading axis) of QPs that share ``P`` and ``A`` with one factorisation per ρ.
 
-    ``l, u, y0`` [B, m (+ n)] cover the dense rows and then (with bounds) the
-    bound rows; ``rho0`` [B] the initial step sizes.
+    ``l, u`` [B, m] bound the dense rows; with bounds, ``lb, ub`` ([n], shared
+    by the batch, or [B, n]) the variables.  ``y0`` [B, m (+ n)] covers the
+    dense rows and then the bound rows; ``rho0`` [B] the initial step sizes.
     """
-    sd = _setup(P, A, q, l, u, settings)
+    sd = _setup(P, A, q, l, u, lb, ub, settings)
     D, E, c = sd.scaling.D, sd.scaling.E, sd.scaling.c
-    qs, ls, us = c * D * q, E * l, E * u
+    l_rows, u_rows = ((l, lb), (u, ub)) if settings.bounds else ((l,), (u,))
+    E_rows = _parts(sd, E)
+    data = _Data(
+        sd=sd, qs=c * D * q, l=l_rows, u=u_rows,
+        ls=tuple(e * v for e, v in zip(E_rows, l_rows)), us=tuple(e * v for e, v in zip(E_rows, u_rows)),
+    )  # fmt: skip
+    qs = data.qs
     Xs = x0 / D
     Ys = c * y0 / E
-    Zs = jnp.clip(sd.rows(Xs), ls, us)
-    data = _Data(sd=sd, qs=qs, l=l, u=u, ls=ls, us=us)
+    Zs = _project(data, sd.rows(Xs))
     st = _run_chunked(data, settings, Xs, Zs, Ys, jax.lax.stop_gradient(rho0))
     B = q.shape[0]
     status = jnp.where(st.done, st.status, MAX_ITER)
@@ -488,6 +525,7 @@ def _solve_batch(settings: ADMMSettings, P, A, q, l, u, x0, y0, rho0):
 
     polished = jnp.zeros(B, bool)
     if settings.polish:
+        ls, us = data.full(data.ls), data.full(data.us)
         Xp, Zp, Yp = jax.vmap(lambda *a: _polish_one(sd, *a, settings))(qs, ls, us, X, Z, Y)
         r_admm = _residuals(sd, qs, X, Z, Y, settings)
         r_pol = _residuals(sd, qs, Xp, Zp, Yp, settings)
@@ -521,31 +559,34 @@ def _solve_batch(settings: ADMMSettings, P, A, q, l, u, x0, y0, rho0):
     )
 
 
-def _solve_single(settings, P, A, q, l, u, x0, y0, rho0) -> QPSolution:
-    batch = _solve_batch(settings, P, A, q[None], l[None], u[None], x0[None], y0[None], rho0[None])
+def _solve_single(settings, P, A, q, l, u, lb, ub, x0, y0, rho0) -> QPSolution:
+    batch = _solve_batch(settings, P, A, *(v[None] for v in (q, l, u, lb, ub, x0, y0, rho0)))
     return jax.tree.map(lambda v: v[0], batch)
 
 
 @functools.lru_cache(maxsize=None)
 def _batching_solver(settings: ADMMSettings):
-    """``_solve_single`` whose ``vmap`` shares one factorisation when ``P`` and ``A`` are unbatched."""
+    """``_solve_single`` whose ``vmap`` shares one factorisation when ``P`` and ``A`` are unbatched
+    (and keeps unbatched variable bounds ``lb, ub`` shared by the batch)."""
 
     @custom_vmap
-    def solver(P, A, q, l, u, x0, y0, rho0):
-        return _solve_single(settings, P, A, q, l, u, x0, y0, rho0)
+    def solver(P, A, q, l, u, lb, ub, x0, y0, rho0):
+        return _solve_single(settings, P, A, q, l, u, lb, ub, x0, y0, rho0)
 
     @solver.def_vmap
-    def _rule(axis_size, in_batched, P, A, q, l, u, x0, y0, rho0):
-        P_b, A_b, *rest_b = in_batched
+    def _rule(axis_size, in_batched, P, A, q, l, u, lb, ub, x0, y0, rho0):
+        P_b, A_b, q_b, l_b, u_b, lb_b, ub_b, *rest_b = in_batched
+        args = (P, A, q, l, u, lb, ub, x0, y0, rho0)
         if not (P_b or A_b):
-            vecs = [
-                v if b else jnp.broadcast_to(v, (axis_size,) + v.shape)
-                for v, b in zip((q, l, u, x0, y0, rho0), rest_b)
-            ]
-            out = _solve_batch(settings, P, A, *vecs)
+            batch = lambda v, b: v if b else jnp.broadcast_to(v, (axis_size,) + v.shape)  # noqa: E731
+            shared = not (lb_b or ub_b)
+            bounds = (lb, ub) if shared else (batch(lb, lb_b), batch(ub, ub_b))
+            vecs = [batch(v, b) for v, b in zip((q, l, u), (q_b, l_b, u_b))]
+            rest = [batch(v, b) for v, b in zip((x0, y0, rho0), rest_b)]
+            out = _solve_batch(settings, P, A, *vecs, *bounds, *rest)
         else:
             axes = tuple(0 if b else None for b in in_batched)
-            out = jax.vmap(functools.partial(_solve_single, settings), in_axes=axes)(P, A, q, l, u, x0, y0, rho0)
+            out = jax.vmap(functools.partial(_solve_single, settings), in_axes=axes)(*args)
         return out, jax.tree.map(lambda _: True, out)
 
     return solver
@@ -558,14 +599,11 @@ def _batching_solver(settings: ADMMSettings):
 def _solve(P, q, A, l, u, lb, ub, x0, y0, rho0, settings: ADMMSettings) -> QPSolution:
     sg = jax.lax.stop_gradient
     m = A.shape[0]
+    if settings.unrolled:
+        return _solve_single(settings, P, A, q, l, u, lb, ub, x0, y0, rho0)
+    sol = _batching_solver(settings)(*(sg(v) for v in (P, A, q, l, u, lb, ub, x0, y0, rho0)))
     if settings.bounds:  # bound rows follow the dense rows
         l_all, u_all = jnp.concatenate([l, lb]), jnp.concatenate([u, ub])
-    else:
-        l_all, u_all = l, u
-    if settings.unrolled:
-        return _solve_single(settings, P, A, q, l_all, u_all, x0, y0, rho0)
-    sol = _batching_solver(settings)(*(sg(v) for v in (P, A, q, l_all, u_all, x0, y0, rho0)))
-    if settings.bounds:
         C = jnp.concatenate([A, jnp.eye(A.shape[1], dtype=A.dtype)])
         x, y_all = attach_kkt_gradient(P, q, C, l_all, u_all, sol.x, jnp.concatenate([sol.y, sol.y_bound]), sol.status == SOLVED)
         y, y_bound = y_all[:m], y_all[m:]
