@@ -152,6 +152,18 @@ def _chunk(plant: AbstractModel, twin: Twin, s: Scenario, carry: _Carry, k0, ste
     return carry, out
 
 
+@eqx.filter_jit
+def _init_batch(plant: AbstractModel, twin: Twin, scenarios: Scenario, cov0) -> _Carry:
+    return eqx.filter_vmap(lambda s: _init_carry(plant, twin, s, cov0))(scenarios)
+
+
+@eqx.filter_jit
+def _run_batch(plant: AbstractModel, twin: Twin, scenarios: Scenario, carry: _Carry, k0, length: int):
+    """One compiled chunk of :func:`simulate` for all scenarios (module level, so it is compiled
+    once per plant/twin structure and chunk length and reused by every later call)."""
+    return eqx.filter_vmap(lambda s, c: _chunk(plant, twin, s, c, k0, length))(scenarios, carry)
+
+
 def _check_run(plant: AbstractModel, twin: Twin, scenarios: Scenario, steps: int, chunk: int | None) -> int:
     """Validate ``steps``, ``chunk`` and the disturbance length; return the chunk length."""
     if int(steps) != steps or steps < 1:
@@ -234,13 +246,7 @@ def simulate(
         mesh = Mesh(np.array(devices), ("scenarios",))
         sharding = NamedSharding(mesh, PartitionSpec("scenarios"))
         scenarios = jax.device_put(scenarios, sharding)
-    init = eqx.filter_jit(eqx.filter_vmap(lambda s: _init_carry(plant, twin, s, cov0)))
-    carry = init(scenarios)
-
-    @eqx.filter_jit
-    def run(carry, scenarios, k0, length):
-        return eqx.filter_vmap(lambda s, c: _chunk(plant, twin, s, c, k0, length))(scenarios, carry)
-
+    carry = _init_batch(plant, twin, scenarios, cov0)
     outputs = []
     bar = None
     if progress:
@@ -250,7 +256,7 @@ def simulate(
     k = 0
     while k < steps:
         length = min(chunk, steps - k)
-        carry, out = run(carry, scenarios, jnp.asarray(k), length)
+        carry, out = _run_batch(plant, twin, scenarios, carry, jnp.asarray(k), length)
         outputs.append(out)
         k += length
         if bar is not None:
