@@ -142,6 +142,33 @@ def test_vmap_shared_matrices_independent_statuses():
         np.testing.assert_allclose(sol.x[i], ref.x, atol=1e-4)
 
 
+@pytest.mark.parametrize("shared_bounds", [True, False])
+def test_vmap_variable_bounds_shared_or_per_problem(shared_bounds):
+    """Variable bounds under vmap: one [n] box for the whole batch (kept unbatched inside the
+    solver) or a box per problem; each problem against OSQP with the bounds as identity rows."""
+    P, _, A, l, u = random_qp(11)
+    n, B = P.shape[0], 6
+    rng = np.random.default_rng(12)
+    qs = 3.0 * rng.normal(size=(B, n))
+    lb = np.full(n, -0.2) if shared_bounds else -rng.uniform(0.05, 0.4, (B, n))
+    ub = np.full(n, 0.3) if shared_bounds else rng.uniform(0.05, 0.4, (B, n))
+    lb[..., 1] = -np.inf  # an unbounded side
+    solve = lambda q, lo, hi: solve_qp(P, q, A, l, u, lb=lo, ub=hi, **TIGHT)  # noqa: E731
+    sol = jax.jit(jax.vmap(solve, in_axes=(0, None, None) if shared_bounds else 0))(qs, lb, ub)
+    C = np.vstack([A, np.eye(n)])
+    statuses = {"solved": SOLVED, "primal infeasible": PRIMAL_INFEASIBLE}
+    for i in range(B):
+        lo, hi = (lb, ub) if shared_bounds else (lb[i], ub[i])
+        ref = osqp_solve(P, qs[i], C, np.concatenate([l, lo]), np.concatenate([u, hi]),
+                         eps_abs=1e-10, eps_rel=1e-10, max_iter=200000, polishing=True)  # fmt: skip
+        assert int(sol.status[i]) == statuses[ref.info.status]  # some random boxes cut the equality rows
+        if ref.info.status == "solved":
+            np.testing.assert_allclose(sol.x[i], ref.x, atol=1e-6)
+            np.testing.assert_allclose(sol.y_bound[i], ref.y[-n:], atol=1e-5)
+    solved = np.asarray(sol.status) == SOLVED
+    assert solved.sum() >= 3 and np.any(np.abs(np.asarray(sol.y_bound)[solved]) > 1e-3)  # active bounds
+
+
 def test_vmap_batched_matrices():
     probs = [random_qp(10 + s, n=5, m=7) for s in range(4)]
     stacked = [np.stack(v) for v in zip(*probs)]
@@ -183,6 +210,21 @@ def test_bad_input_raises(change, match):
     args.update(change)
     with pytest.raises(ValueError, match=match):
         solve_qp(**args)
+
+
+def test_adaptive_rho_tolerance_governs_refactorisation():
+    """ρ moves to OSQP's estimate only when it differs by more than the tolerance factor;
+    the solution is the same either way."""
+    P, q, A, l, u = random_qp(13)
+    loose = solve_qp(P, q, A, l, u, adaptive_rho_tolerance=1e9, eps_abs=1e-8, eps_rel=1e-8)
+    tight = solve_qp(P, q, A, l, u, adaptive_rho_tolerance=1.0, eps_abs=1e-8, eps_rel=1e-8)
+    assert float(loose.rho) == pytest.approx(0.1) and float(tight.rho) != pytest.approx(0.1)
+    x_cvx, _ = cvxpy_solve(P, q, A, l, u)
+    for sol in (loose, tight):
+        assert int(sol.status) == SOLVED
+        np.testing.assert_allclose(sol.x, x_cvx, atol=1e-5)
+    with pytest.raises(ValueError, match="adaptive_rho_tolerance"):
+        solve_qp(P, q, A, l, u, adaptive_rho_tolerance=0.5)
 
 
 def test_constant_bounds_inside_jit():

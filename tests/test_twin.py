@@ -131,6 +131,26 @@ def test_chunked_run_equals_single_run_and_missing_data_is_skipped():
     assert np.all(np.isfinite(np.asarray(one.u))) and np.all(np.isfinite(np.asarray(one.xhat)))
 
 
+def test_repeated_simulate_reuses_the_compiled_loop():
+    """A second simulate call on new scenarios of the same shapes compiles nothing."""
+    model = plant()
+    twin = make_twin(model)
+    cov0 = 0.1 * np.eye(4)
+    simulate(model, twin, scenarios(model, count=2, seed=1), 6, cov0, chunk=3)
+    compiles = []
+
+    def listen(name, secs, **kwargs):
+        compiles.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        out = simulate(model, twin, scenarios(model, count=2, seed=2), 6, cov0, chunk=3)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert np.all(np.isfinite(np.asarray(out.u)))
+    assert "/jax/core/compile/backend_compile_duration" not in compiles, compiles
+
+
 def test_twin_rejects_inconsistent_parts():
     model = plant()
     other = jt.control.LinearMPC(np.eye(2), np.ones((2, 1)), 5, np.eye(2), np.eye(1))

@@ -679,6 +679,7 @@ def solve_qp(
     adaptive_rho: bool = True,
     check_interval: int = 25,
     adaptive_rho_interval: int = 25,
+    adaptive_rho_tolerance: float = 5.0,
     scaling: int = 10,
     eps_pinf: float = 1e-4,
     eps_dinf: float = 1e-4,
@@ -694,7 +695,10 @@ def solve_qp(
     tolerance 5), except that termination is checked every
     ``check_interval`` iterations and ρ re-estimated every
     ``adaptive_rho_interval`` iterations (a deterministic schedule; OSQP's
-    default is time based).
+    default is time based); the KKT matrix is refactorised when the new
+    estimate differs from ρ by more than a factor ``adaptive_rho_tolerance``
+    (OSQP's 5; smaller values follow the estimate more closely, which helps
+    problems whose estimate settles within that factor of a poor ρ).
 
     ``warm_start``: a previous :class:`QPSolution` (its ``x, y, y_bound``) or a
     tuple ``(x, y)``, ``(x, y, y_bound)`` or ``(x, y, y_bound, rho)``; the last
@@ -725,6 +729,8 @@ def solve_qp(
             "max_iter, check_interval, adaptive_rho_interval, batch_chunk: expected positive integers, got "
             f"{max_iter}, {check_interval}, {adaptive_rho_interval}, {batch_chunk}"
         )
+    if not adaptive_rho_tolerance >= 1.0:
+        raise ValueError(f"adaptive_rho_tolerance: expected a number >= 1, got {adaptive_rho_tolerance}")
     if adaptive_rho_interval % check_interval:
         raise ValueError(
             f"adaptive_rho_interval: must be a multiple of check_interval={check_interval}, got {adaptive_rho_interval}"
@@ -742,6 +748,7 @@ def solve_qp(
         adaptive_rho=bool(adaptive_rho),
         check_interval=int(check_interval),
         adaptive_rho_interval=int(adaptive_rho_interval),
+        adaptive_rho_tolerance=float(adaptive_rho_tolerance),
         polish=bool(polish),
         unrolled=differentiation == "unrolled",
         bounds=bounds,
