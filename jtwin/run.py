@@ -154,10 +154,12 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
     )
     sync = dict(delay=cfg.sync.delay, compensate=cfg.sync.compensate)
     if linear:
-        return Twin.from_linear_model(model, build_estimator(cfg), c.horizon, xref=xref, **sync, **mpc)
-    x_op, u_op = operating_point(cfg, model, measured, setpoint, x_guess, u_guess, d_op)
-    xref[~measured] = x_op[~measured]  # the unmeasured states' reference: their value at the operating point
-    return Twin.from_model(model, build_estimator(cfg), c.horizon, x_op, u_op, d_op=d_op, xref=xref, **sync, **mpc)
+        twin = Twin.from_linear_model(model, build_estimator(cfg), c.horizon, xref=xref, **sync, **mpc)
+    else:
+        x_op, u_op = operating_point(cfg, model, measured, setpoint, x_guess, u_guess, d_op)
+        xref[~measured] = x_op[~measured]  # the unmeasured states' reference: their value at the operating point
+        twin = Twin.from_model(model, build_estimator(cfg), c.horizon, x_op, u_op, d_op=d_op, xref=xref, **sync, **mpc)
+    return twin if c.precision == "float64" else twin.with_controller_dtype(jnp.dtype(c.precision))
 
 
 def run_config(path: str, scenarios: int | None = None, steps: int | None = None, params: str | None = None) -> str:

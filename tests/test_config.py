@@ -52,6 +52,8 @@ def test_good_config_loads(tmp_path):
         (lambda s: s.replace('kind = "mpc"', 'kind = "pid"'), "controller.kind"),
         (lambda s: s.replace("horizon = 4", "horizon = 0"), "controller.horizon"),
         (lambda s: s.replace("xmin = 20.0", "xmin = 25.0"), "controller.xmin"),
+        (lambda s: s.replace("horizon = 4", 'horizon = 4\nprecision = "float16"'), "controller.precision"),
+        (lambda s: s.replace("horizon = 4", 'horizon = 4\nprecision = "float32"\neps = 1e-6'), "controller.eps"),
         (lambda s: s + "[estimator]\nkind = \"particle\"\n", "estimator.kind"),
         (lambda s: s + "[sync]\ndelay = -1\n", "sync.delay"),
         (lambda s: s.replace("steps = 5", "steps = 5\ndropout = 1.5"), "simulation.dropout"),

@@ -151,6 +151,27 @@ def test_repeated_simulate_reuses_the_compiled_loop():
     assert "/jax/core/compile/backend_compile_duration" not in compiles, compiles
 
 
+def test_float32_controller_matches_float64_twin():
+    """Mixed precision: the MPC in float32 (at eps 1e-4), model and KF in float64, gives the
+    float64 twin's closed loop to the solver tolerance; outputs keep float64."""
+    model = plant()
+    twin = Twin.from_linear_model(
+        model, jt.estimation.KF(), HORIZON, Q=np.diag([10.0, 0.1, 1.0, 0.1]), R=0.1 * np.eye(1),
+        xref=np.array([1.0, 0, 0.5, 0]), umin=-2.0, umax=2.0, alpha=0.05, eps_abs=1e-4, eps_rel=1e-4,
+    )  # fmt: skip
+    twin32 = twin.with_controller_dtype(jnp.float32)
+    assert twin32.controller.A.dtype == jnp.float32 and twin32.model.A.dtype == jnp.float64
+    sc = scenarios(model, count=3)
+    out64 = simulate(model, twin, sc, 20, 0.1 * np.eye(4))
+    out32 = simulate(model, twin32, sc, 20, 0.1 * np.eye(4))
+    assert out32.u.dtype == jnp.float64 and out32.xhat.dtype == jnp.float64
+    assert np.all(np.asarray(out32.status) == 1) and np.all(np.asarray(out64.status) == 1)
+    np.testing.assert_allclose(out32.u, out64.u, atol=1e-3)  # inputs within [-2, 2]; eps 1e-4 solves
+    np.testing.assert_allclose(out32.x, out64.x, atol=1e-3)
+    with pytest.raises(ValueError, match="dtype"):
+        twin.with_controller_dtype(jnp.int32)
+
+
 def test_twin_rejects_inconsistent_parts():
     model = plant()
     other = jt.control.LinearMPC(np.eye(2), np.ones((2, 1)), 5, np.eye(2), np.eye(1))
