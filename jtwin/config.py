@@ -75,6 +75,7 @@ PLANTS = {
 _PARAMETER_CLASSES = {"building": library.BuildingRC, "cstr": library.CSTRDynamics}
 CONTROLLERS = ("mpc",)
 PRECISIONS = ("float64", "float32")
+RHO_RULES = ("osqp", "residual")
 ESTIMATORS = ("kf", "ekf", "ukf", "srukf")
 TABLES = ("plant", "simulation", "weather", "disturbance", "controller", "estimator", "sync", "drift", "train")
 VECTOR = {"vector": True}  # field metadata: a number or a list of numbers
@@ -136,7 +137,8 @@ class ControllerConfig:
     number or one per input.  Nonlinear plants: the MPC is linearised at ``(x_op, u_op)`` (both or
     neither; default the steady state with the measured states at the setpoint).  ``precision``:
     ``"float32"`` runs the MPC's QP in single precision (about twice the batched throughput; needs
-    ``eps`` >= 1e-4) while the model and the estimator stay in float64."""
+    ``eps`` >= 1e-4) while the model and the estimator stay in float64.  ``adaptive_rho_rule``,
+    ``adaptive_rho_tolerance``: the ADMM step-size adaptation (:func:`jtwin.qp.solve_qp`)."""
 
     kind: str = "mpc"
     setpoint: float | tuple[float, ...] = field(default=0.0, metadata=VECTOR)
@@ -156,6 +158,8 @@ class ControllerConfig:
     x_op: tuple[float, ...] | None = None
     u_op: tuple[float, ...] | None = None
     precision: str = "float64"  # the MPC's QP in "float64" or "float32" (model and estimator stay float64)
+    adaptive_rho_rule: str = "osqp"  # the ADMM step-size rule: "osqp" or "residual" (jtwin.qp.solve_qp)
+    adaptive_rho_tolerance: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,10 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
     if (ctrl.x_op is None) != (ctrl.u_op is None):
         given, missing = ("x_op", "u_op") if ctrl.u_op is None else ("u_op", "x_op")
         raise ConfigError(f"controller.{missing}: needed with controller.{given} (give both or neither)")
+    if ctrl.adaptive_rho_rule not in RHO_RULES:
+        raise ConfigError(f"controller.adaptive_rho_rule: expected one of {list(RHO_RULES)}, got {ctrl.adaptive_rho_rule!r}")
+    if not ctrl.adaptive_rho_tolerance >= 1.0:
+        raise ConfigError(f"controller.adaptive_rho_tolerance: expected a number >= 1, got {ctrl.adaptive_rho_tolerance}")
     if ctrl.precision not in PRECISIONS:
         raise ConfigError(f"controller.precision: expected one of {list(PRECISIONS)}, got {ctrl.precision!r}")
     if ctrl.precision == "float32" and ctrl.eps < 1e-4:

@@ -151,6 +151,8 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
         eps_abs=c.eps,
         eps_rel=c.eps,
         max_iter=c.max_iter,
+        adaptive_rho_rule=c.adaptive_rho_rule,
+        adaptive_rho_tolerance=c.adaptive_rho_tolerance,
     )
     sync = dict(delay=cfg.sync.delay, compensate=cfg.sync.compensate)
     if linear:

@@ -53,6 +53,8 @@ def test_good_config_loads(tmp_path):
         (lambda s: s.replace("horizon = 4", "horizon = 0"), "controller.horizon"),
         (lambda s: s.replace("xmin = 20.0", "xmin = 25.0"), "controller.xmin"),
         (lambda s: s.replace("horizon = 4", 'horizon = 4\nprecision = "float16"'), "controller.precision"),
+        (lambda s: s.replace("horizon = 4", 'horizon = 4\nadaptive_rho_rule = "boyd"'), "controller.adaptive_rho_rule"),
+        (lambda s: s.replace("horizon = 4", "horizon = 4\nadaptive_rho_tolerance = 0.5"), "controller.adaptive_rho_tolerance"),
         (lambda s: s.replace("horizon = 4", 'horizon = 4\nprecision = "float32"\neps = 1e-6'), "controller.eps"),
         (lambda s: s + "[estimator]\nkind = \"particle\"\n", "estimator.kind"),
         (lambda s: s + "[sync]\ndelay = -1\n", "sync.delay"),

@@ -63,15 +63,16 @@ def cvxpy_mpc(p, alpha, beta, rho, umin, umax, xmin=None, xmax=None, soft=None):
 
 
 @pytest.mark.parametrize(
-    "seed, formulation, soft",
-    [(0, "condensed", None), (1, "sparse", None), (2, "auto", 20.0)],
+    "seed, formulation, soft, rule",
+    [(0, "condensed", None, "osqp"), (1, "sparse", None, "osqp"), (2, "auto", 20.0, "osqp"), (2, "auto", 20.0, "residual")],
 )
-def test_admm_mpc_with_l1_and_hinge_matches_cvxpy(seed, formulation, soft):
+def test_admm_mpc_with_l1_and_hinge_matches_cvxpy(seed, formulation, soft, rule):
     p = plant(seed)
     kw = dict(alpha=0.3, beta=2.0, rho=0.2)
     mpc = LinearMPC(
         p["A"], p["B"], N, p["Q"], p["R"], xref=p["xref"], umin=-1.0, umax=1.0, xmin=XMIN, xmax=XMAX,
-        c=p["c"], E=p["E"], soft_penalty=soft, eps_abs=1e-6, eps_rel=1e-6, formulation=formulation, **kw,
+        c=p["c"], E=p["E"], soft_penalty=soft, eps_abs=1e-6, eps_rel=1e-6, formulation=formulation,
+        adaptive_rho_rule=rule, adaptive_rho_tolerance=2.0 if rule == "residual" else 5.0, **kw,
     )  # fmt: skip
     sol = mpc.solve(p["x0"], p["d"])
     u_ref, f_ref = cvxpy_mpc(p, umin=-1.0, umax=1.0, xmin=XMIN, xmax=XMAX, soft=soft, **kw)
@@ -196,6 +197,8 @@ def test_vmap_batch_shift_and_time_varying_reference():
         (dict(Q=np.eye(3)), "Q"),
         (dict(alpha=-1.0), "alpha"),
         (dict(method="fista", xmin=-1.0), "fista"),
+        (dict(adaptive_rho_rule="boyd"), "adaptive_rho_rule"),
+        (dict(adaptive_rho_tolerance=0.5), "adaptive_rho_tolerance"),
     ],
 )
 def test_bad_configuration_raises(kw, match):

@@ -212,12 +212,14 @@ def test_bad_input_raises(change, match):
         solve_qp(**args)
 
 
-def test_adaptive_rho_tolerance_governs_refactorisation():
-    """ρ moves to OSQP's estimate only when it differs by more than the tolerance factor;
+@pytest.mark.parametrize("rule", ["osqp", "residual"])
+def test_adaptive_rho_tolerance_governs_refactorisation(rule):
+    """ρ moves to the rule's estimate only when it differs by more than the tolerance factor;
     the solution is the same either way."""
     P, q, A, l, u = random_qp(13)
-    loose = solve_qp(P, q, A, l, u, adaptive_rho_tolerance=1e9, eps_abs=1e-8, eps_rel=1e-8)
-    tight = solve_qp(P, q, A, l, u, adaptive_rho_tolerance=1.0, eps_abs=1e-8, eps_rel=1e-8)
+    kw = dict(adaptive_rho_rule=rule, eps_abs=1e-8, eps_rel=1e-8)
+    loose = solve_qp(P, q, A, l, u, adaptive_rho_tolerance=1e9, **kw)
+    tight = solve_qp(P, q, A, l, u, adaptive_rho_tolerance=1.0, **kw)
     assert float(loose.rho) == pytest.approx(0.1) and float(tight.rho) != pytest.approx(0.1)
     x_cvx, _ = cvxpy_solve(P, q, A, l, u)
     for sol in (loose, tight):
@@ -225,6 +227,8 @@ def test_adaptive_rho_tolerance_governs_refactorisation():
         np.testing.assert_allclose(sol.x, x_cvx, atol=1e-5)
     with pytest.raises(ValueError, match="adaptive_rho_tolerance"):
         solve_qp(P, q, A, l, u, adaptive_rho_tolerance=0.5)
+    with pytest.raises(ValueError, match="adaptive_rho_rule"):
+        solve_qp(P, q, A, l, u, adaptive_rho_rule="boyd")
 
 
 def test_constant_bounds_inside_jit():

@@ -99,6 +99,10 @@ class LinearMPC(eqx.Module):
     construction.  ``method``: ``"admm"`` or ``"fista"``; ``formulation``:
     ``"auto"``, ``"condensed"`` or ``"sparse"``; ``differentiation``:
     ``"implicit"`` or ``"unrolled"`` (ADMM) — FISTA differentiates unrolled.
+    ``eps_abs, eps_rel, max_iter, polish, adaptive_rho_rule,
+    adaptive_rho_tolerance`` go to :func:`jtwin.qp.solve_qp` (``"residual"``
+    with tolerance 2 suits QPs with large ℓ1/hinge penalties: 2.5× fewer ADMM
+    iterations in the building twin's closed loop).
     """
 
     A: Float[Array, "n n"]
@@ -125,6 +129,8 @@ class LinearMPC(eqx.Module):
     eps_rel: float = eqx.field(static=True)
     max_iter: int = eqx.field(static=True)
     polish: bool = eqx.field(static=True)
+    adaptive_rho_rule: str = eqx.field(static=True)
+    adaptive_rho_tolerance: float = eqx.field(static=True)
     use_l1: bool = eqx.field(static=True)
     l1_sign: tuple[float, ...] | None = eqx.field(static=True)
     use_hinge: bool = eqx.field(static=True)
@@ -157,6 +163,8 @@ class LinearMPC(eqx.Module):
         eps_rel: float = 1e-4,
         max_iter: int = 4000,
         polish: bool = False,
+        adaptive_rho_rule: str = "osqp",
+        adaptive_rho_tolerance: float = 5.0,
     ):
         if not (isinstance(horizon, int) and horizon >= 1):
             raise ValueError(f"horizon: expected a positive int, got {horizon!r}")
@@ -166,6 +174,10 @@ class LinearMPC(eqx.Module):
             raise ValueError(f"formulation: expected 'auto', 'condensed' or 'sparse', got {formulation!r}")
         if differentiation not in ("implicit", "unrolled"):
             raise ValueError(f"differentiation: expected 'implicit' or 'unrolled', got {differentiation!r}")
+        if adaptive_rho_rule not in ("osqp", "residual"):
+            raise ValueError(f"adaptive_rho_rule: expected 'osqp' or 'residual', got {adaptive_rho_rule!r}")
+        if not adaptive_rho_tolerance >= 1.0:
+            raise ValueError(f"adaptive_rho_tolerance: expected a number >= 1, got {adaptive_rho_tolerance}")
         A = _checks.as_array("A", A, (None, None))
         n = A.shape[0]
         self.A = _checks.as_array("A", A, (n, n))
@@ -201,6 +213,7 @@ class LinearMPC(eqx.Module):
         self.use_hinge = not (_checks.is_concrete(self.beta) and float(self.beta) == 0.0)
         self.horizon, self.method, self.differentiation = N, method, differentiation
         self.eps_abs, self.eps_rel, self.max_iter, self.polish = float(eps_abs), float(eps_rel), int(max_iter), polish
+        self.adaptive_rho_rule, self.adaptive_rho_tolerance = adaptive_rho_rule, float(adaptive_rho_tolerance)
         if method == "fista" and self._constrained_states().size:
             raise ValueError("xmin, xmax: method='fista' handles input constraints only; use method='admm'")
         self.formulation = self._choose_formulation(formulation)
@@ -427,6 +440,7 @@ class LinearMPC(eqx.Module):
             P, q, Aqp, l, u, lb=lb, ub=ub,
             eps_abs=self.eps_abs, eps_rel=self.eps_rel, max_iter=self.max_iter,
             warm_start=ws, polish=self.polish, differentiation=self.differentiation,
+            adaptive_rho_rule=self.adaptive_rho_rule, adaptive_rho_tolerance=self.adaptive_rho_tolerance,
         )  # fmt: skip
         voff = _offsets(self._var_blocks(self.formulation), N)
         U = sol.x[voff["u"] : voff["u"] + N * self.m].reshape(N, self.m)
