@@ -229,7 +229,7 @@ class Twin(eqx.Module):
         plan = self.controller.solve(x_ctrl, d_ctrl, warm_start=self.controller.shift(state.plan))
         ok = (plan.status == SOLVED) | (plan.status == MAX_ITER)
         fallback = self.controller.shift(state.plan)
-        u = self.plant_input(jnp.where(ok, plan.u[0], fallback.u[0])).astype(dtype)
+        u = self.plant_input(jnp.where(ok, plan.u[0], fallback.u[0]).astype(dtype))  # ū added in the twin's precision
         plan = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), plan, fallback)
         u_est, d_est = (u, d[0]) if D == 0 else (u_meas, state.disturbances[0])
         prior = self.estimator.predict(model, post, u_est, t, d_est if p else None)
