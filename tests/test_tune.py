@@ -81,6 +81,7 @@ def test_gradient_equals_central_differences(mismatched):
     np.testing.assert_allclose(g, fd, rtol=1e-4)
 
 
+@pytest.mark.slow  # 23 s; the plain gradient is checked against finite differences by default
 def test_checkpointed_gradient_equals_plain(mismatched):
     """Chunks of 6 samples (and a remainder of 2) under jax.checkpoint: same value and gradient."""
     scenarios = batch(0)

@@ -219,6 +219,7 @@ def test_config_operating_point_is_the_steady_state_at_the_setpoint(tmp_path):
     np.testing.assert_allclose(twin.controller.xref[0], [0.0, 0.0], atol=1e-12)
 
 
+@pytest.mark.slow  # 20 s each, smoke runs: the twins they build are tested above and in test_config
 @pytest.mark.parametrize("name", ["cstr", "inventory"])
 def test_shipped_configs_run(name):
     out = run_config(str(CONFIGS / f"{name}.toml"), scenarios=2, steps=3).splitlines()
