@@ -38,7 +38,11 @@ under ``jax.vmap`` with unbatched ``P, A`` :func:`solve_qp` switches to that
 path automatically (a ``custom_vmap`` rule).  The batch is cut into chunks of
 ``batch_chunk`` problems, run one after the other: each chunk's loop stops when
 its own problems are done, and ρ adapts per chunk from the chunk's
-geometric-mean residual ratio.  Termination, statuses and the returned
+geometric-mean residual ratio.  The default chunk holds about 16,384
+problem-variables (256 problems of 40 variables, 64 of 168, at least 32): large
+enough for efficient GEMMs, small enough that a chunk rarely waits for one slow
+problem (measured: quadcopter n = 40 equal at 128–256 and 8% slower at 64;
+building n = 168 13% faster at 64 than at 256).  Termination, statuses and the returned
 iterates stay per problem (a problem's solution is frozen at its check).
 With batched ``P`` or ``A`` every problem gets its own factorisation.
 """
@@ -620,6 +624,12 @@ def _solve(P, q, A, l, u, lb, ub, x0, y0, rho0, settings: ADMMSettings) -> QPSol
     return eqx.tree_at(lambda s: (s.x, s.y, s.y_bound, s.objective), sol, (x, y, y_bound, objective))
 
 
+def _default_batch_chunk(n: int) -> int:
+    """Problems per chunk of a shared-matrix batch with ``n`` variables: the power of two
+    nearest below ``16384 / n``, clipped to [32, 256] (see the module docstring)."""
+    return int(np.clip(2 ** int(np.floor(np.log2(16384 / max(n, 1)))), 32, 256))
+
+
 def _check_bounds(lo_name, hi_name, lo, hi):
     if _checks.is_concrete(lo) and _checks.is_concrete(hi):  # numpy: jnp ops on constants are staged under jit
         lo, hi = np.asarray(lo), np.asarray(hi)
@@ -690,7 +700,7 @@ def solve_qp(
     scaling: int = 10,
     eps_pinf: float = 1e-4,
     eps_dinf: float = 1e-4,
-    batch_chunk: int = 256,
+    batch_chunk: int | None = None,
 ) -> QPSolution:
     """Solve ``min ½xᵀPx + qᵀx  s.t.  l ≤ Ax ≤ u, lb ≤ x ≤ ub`` with OSQP's ADMM on dense arrays.
 
@@ -724,7 +734,8 @@ def solve_qp(
     jit- and vmap-able.  Under ``jax.vmap`` with unbatched ``P`` and ``A``
     (only ``q, l, u, lb, ub`` or the warm start batched) the batch shares one
     KKT factorisation per ρ, in chunks of ``batch_chunk`` problems whose ρ
-    adapts chunk-wide; statuses stay per problem.
+    adapts chunk-wide (default: about 16,384 problem-variables per chunk,
+    between 32 and 256 problems); statuses stay per problem.
     Inputs are validated here (ValueError naming the argument); inside the
     solve, failures are reported through ``status`` (:mod:`jtwin.qp.status`).
     """
@@ -735,7 +746,7 @@ def solve_qp(
             raise ValueError(f"{name}: expected a {'positive' if name in ('rho', 'sigma') else 'non-negative'} number, got {value}")
     if not 0.0 < alpha < 2.0:
         raise ValueError(f"alpha: over-relaxation must lie in (0, 2), got {alpha}")
-    if min(max_iter, check_interval, adaptive_rho_interval, batch_chunk) < 1:
+    if min(max_iter, check_interval, adaptive_rho_interval, 1 if batch_chunk is None else batch_chunk) < 1:
         raise ValueError(
             "max_iter, check_interval, adaptive_rho_interval, batch_chunk: expected positive integers, got "
             f"{max_iter}, {check_interval}, {adaptive_rho_interval}, {batch_chunk}"
@@ -766,6 +777,6 @@ def solve_qp(
         polish=bool(polish),
         unrolled=differentiation == "unrolled",
         bounds=bounds,
-        batch_chunk=int(batch_chunk),
+        batch_chunk=_default_batch_chunk(args[0].shape[0]) if batch_chunk is None else int(batch_chunk),
     )
     return _solve(*args, settings=settings)
