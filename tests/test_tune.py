@@ -81,6 +81,22 @@ def test_gradient_equals_central_differences(mismatched):
     np.testing.assert_allclose(g, fd, rtol=1e-4)
 
 
+def test_lqr_terminal_cost_follows_the_tuned_weights(mismatched):
+    """QN=None means the LQR cost-to-go: it is recomputed from the tuned A, B, Q, R (scipy's DARE);
+    a QN given explicitly is kept."""
+    import scipy.linalg
+
+    params = TwinParameters.select(mismatched, PARAMS)
+    theta = jax.tree_util.tree_map(lambda t: t + 0.3, params.initial())  # every tuned leaf moved
+    mpc = params.twin(theta).controller
+    want = scipy.linalg.solve_discrete_are(*(np.asarray(v) for v in (mpc.A, mpc.B, mpc.Q, mpc.R)))
+    np.testing.assert_allclose(mpc.QN, want, rtol=1e-9)
+    assert not np.allclose(mpc.QN, mismatched.controller.QN)
+    explicit = TwinParameters.select(make_twin(model(0.7), QN=2.0 * np.eye(2)), PARAMS)
+    theta = jax.tree_util.tree_map(lambda t: t + 0.3, explicit.initial())
+    np.testing.assert_array_equal(explicit.twin(theta).controller.QN, 2.0 * np.eye(2))
+
+
 @pytest.mark.slow  # 23 s; the plain gradient is checked against finite differences by default
 def test_checkpointed_gradient_equals_plain(mismatched):
     """Chunks of 6 samples (and a remainder of 2) under jax.checkpoint: same value and gradient."""

@@ -56,7 +56,7 @@ from .. import _checks
 from ..qp import solve_qp
 from ..qp.fista import fista, power_iteration
 from ..qp.prox import prox_l1_box, prox_l1_box_hinge
-from .lqr import lqr
+from .lqr import lqr, solve_discrete_are
 
 
 class MPCSolution(eqx.Module):
@@ -135,6 +135,7 @@ class LinearMPC(eqx.Module):
     l1_sign: tuple[float, ...] | None = eqx.field(static=True)
     use_hinge: bool = eqx.field(static=True)
     soft: bool = eqx.field(static=True)
+    terminal_lqr: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -188,6 +189,7 @@ class LinearMPC(eqx.Module):
         self.Q = _checks.as_array("Q", Q, (n, n))
         self.R = _checks.as_array("R", R, (m, m))
         self.QN = lqr(self.A, self.B, self.Q, self.R)[1] if QN is None else _checks.as_array("QN", QN, (n, n))
+        self.terminal_lqr = QN is None
         self.xref = _reference(jnp.zeros(n, self.A.dtype) if xref is None else xref, N, n)
         bounds = {}
         for name, value, size, default in (
@@ -404,6 +406,14 @@ class LinearMPC(eqx.Module):
         else:
             Aqp, l, u = jnp.zeros((0, nz), dtype), jnp.zeros(0, dtype), jnp.zeros(0, dtype)
         return P, q, Aqp, l, u
+
+    def refresh_terminal_cost(self) -> "LinearMPC":
+        """With ``QN=None`` at construction: this controller with ``QN`` the LQR cost-to-go of its
+        current ``(A, B, Q, R)`` (after they were changed, e.g. by tuning; differentiable through
+        the doubling Riccati solver); with an explicit ``QN``: ``self``."""
+        if not self.terminal_lqr:
+            return self
+        return eqx.tree_at(lambda mpc: mpc.QN, self, solve_discrete_are(self.A, self.B, self.Q, self.R))
 
     # ------------------------------------------------------------------ solve
 

@@ -25,8 +25,9 @@ Adam moves every coordinate of θ by about its learning rate per step: right for
 (relative changes), too much for small raw leaves such as an input matrix; give those a smaller
 step (a separate optimiser, or ``optax.multi_transform`` per leaf).  The controller's prediction
 model (``controller.A, B, E``) and the estimator's model (``model.A, B, ...``) are separate
-leaves; a name such as ``"B"`` selects both.  ``QN`` is fixed unless selected (it is not
-recomputed from tuned ``Q, R``).
+leaves; a name such as ``"B"`` selects both.  A controller built with ``QN=None`` keeps its
+terminal cost the LQR cost-to-go of the tuned ``A, B, Q, R``
+(:meth:`~jtwin.control.LinearMPC.refresh_terminal_cost`) unless ``controller.QN`` is itself tuned.
 """
 
 from __future__ import annotations
@@ -123,8 +124,12 @@ class TwinParameters(eqx.Module):
         return jax.tree_util.tree_map_with_path(lambda p, t, b: _constrain(leaf_path(p), t, b), theta, self.trained)
 
     def twin(self, theta: PyTree) -> Twin:
-        """The twin with its tuned leaves set from θ (pure; differentiable in θ)."""
-        return eqx.combine(self._leaves(theta), self.frozen)
+        """The twin with its tuned leaves set from θ (pure; differentiable in θ); an LQR terminal
+        cost follows the tuned weights and prediction model unless ``QN`` is tuned itself."""
+        twin = eqx.combine(self._leaves(theta), self.frozen)
+        if self.trained.controller.QN is not None:  # QN selected: tuned as given
+            return twin
+        return eqx.tree_at(lambda t: t.controller, twin, twin.controller.refresh_terminal_cost())
 
     def values(self, theta: PyTree) -> dict[str, np.ndarray]:
         """Tuned values by leaf name (weights: their diagonals), as numpy arrays."""
