@@ -64,6 +64,7 @@ import numpy as np
 
 from .learn.options import TrainOptions
 from .models import library
+from .qp.admm import ADAPTIVE_RHO_RULES
 
 PLANTS = {
     "building": library.building_model,
@@ -75,7 +76,6 @@ PLANTS = {
 _PARAMETER_CLASSES = {"building": library.BuildingRC, "cstr": library.CSTRDynamics}
 CONTROLLERS = ("mpc",)
 PRECISIONS = ("float64", "float32")
-RHO_RULES = ("osqp", "residual")
 ESTIMATORS = ("kf", "ekf", "ukf", "srukf")
 TABLES = ("plant", "simulation", "weather", "disturbance", "controller", "estimator", "sync", "drift", "train")
 VECTOR = {"vector": True}  # field metadata: a number or a list of numbers
@@ -286,8 +286,10 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
     if (ctrl.x_op is None) != (ctrl.u_op is None):
         given, missing = ("x_op", "u_op") if ctrl.u_op is None else ("u_op", "x_op")
         raise ConfigError(f"controller.{missing}: needed with controller.{given} (give both or neither)")
-    if ctrl.adaptive_rho_rule not in RHO_RULES:
-        raise ConfigError(f"controller.adaptive_rho_rule: expected one of {list(RHO_RULES)}, got {ctrl.adaptive_rho_rule!r}")
+    if ctrl.adaptive_rho_rule not in ADAPTIVE_RHO_RULES:
+        raise ConfigError(
+            f"controller.adaptive_rho_rule: expected one of {list(ADAPTIVE_RHO_RULES)}, got {ctrl.adaptive_rho_rule!r}"
+        )
     if not ctrl.adaptive_rho_tolerance >= 1.0:
         raise ConfigError(f"controller.adaptive_rho_tolerance: expected a number >= 1, got {ctrl.adaptive_rho_tolerance}")
     if ctrl.precision not in PRECISIONS:

@@ -54,6 +54,7 @@ from jaxtyping import Array, Float, Int
 
 from .. import _checks
 from ..qp import solve_qp
+from ..qp.admm import ADAPTIVE_RHO_RULES
 from ..qp.fista import fista, power_iteration
 from ..qp.prox import prox_l1_box, prox_l1_box_hinge
 from .lqr import lqr, solve_discrete_are
@@ -175,8 +176,8 @@ class LinearMPC(eqx.Module):
             raise ValueError(f"formulation: expected 'auto', 'condensed' or 'sparse', got {formulation!r}")
         if differentiation not in ("implicit", "unrolled"):
             raise ValueError(f"differentiation: expected 'implicit' or 'unrolled', got {differentiation!r}")
-        if adaptive_rho_rule not in ("osqp", "residual"):
-            raise ValueError(f"adaptive_rho_rule: expected 'osqp' or 'residual', got {adaptive_rho_rule!r}")
+        if adaptive_rho_rule not in ADAPTIVE_RHO_RULES:
+            raise ValueError(f"adaptive_rho_rule: expected one of {list(ADAPTIVE_RHO_RULES)}, got {adaptive_rho_rule!r}")
         if not adaptive_rho_tolerance >= 1.0:
             raise ValueError(f"adaptive_rho_tolerance: expected a number >= 1, got {adaptive_rho_tolerance}")
         A = _checks.as_array("A", A, (None, None))

@@ -67,6 +67,7 @@ from .status import DUAL_INFEASIBLE, MAX_ITER, NUMERICAL_ERROR, PRIMAL_INFEASIBL
 _RHO_MIN = 1e-6
 _RHO_MAX = 1e6
 _RHO_EQ_OVER_INEQ = 1e3
+ADAPTIVE_RHO_RULES = ("osqp", "residual")  # ρ estimate: OSQP's normalised residual ratio, or the plain one
 _TINY = 1e-30
 
 
@@ -82,7 +83,7 @@ class ADMMSettings:
     ``fori_loop`` so reverse-mode autodiff can run through the iterations.
     ``bounds``: the problem has variable bounds ``lb ≤ x ≤ ub`` (diagonal rows).
     ``batch_chunk``: problems per chunk on the shared-matrix batch path.
-    ``rho_rule``: ``"osqp"`` (OSQP's normalised residual ratio) or ``"residual"``
+    ``adaptive_rho_rule``: ``"osqp"`` (OSQP's normalised residual ratio) or ``"residual"``
     (the plain ratio ``√(‖r_prim‖∞/‖r_dual‖∞)`` of Boyd et al.'s residual balancing).
     """
 
@@ -96,7 +97,7 @@ class ADMMSettings:
     scaling: int = 10
     adaptive_rho: bool = True
     adaptive_rho_tolerance: float = 5.0
-    rho_rule: str = "osqp"
+    adaptive_rho_rule: str = "osqp"
     check_interval: int = 25
     adaptive_rho_interval: int = 25
     polish: bool = False
@@ -186,23 +187,22 @@ def _all_problems(mask: Array) -> Array:
     return jnp.all(mask, axis=tuple(range(mask.ndim - 1)))
 
 
-def _setup(P, A, q, l, u, lb, ub, settings: ADMMSettings) -> _Scaled:
-    """Ruiz-scale ``(P, C)``; ``l, u`` [B, m] bound the dense rows, ``lb, ub`` ([n] or [B, n]) the bound rows."""
+def _setup(P, A, q, l_rows, u_rows, settings: ADMMSettings) -> _Scaled:
+    """Ruiz-scale ``(P, C)``.  ``l_rows, u_rows``: the row bounds as parts, ``(l, lb)`` with variable
+    bounds (``l`` [B, m] for the dense rows, ``lb`` [n] or [B, n] for the bound rows), else ``(l,)``."""
+    free = [_all_problems(jnp.isneginf(a) & jnp.isposinf(b)) for a, b in zip(l_rows, u_rows)]
     if settings.bounds:
-        bounded = ~_all_problems(jnp.isneginf(lb) & jnp.isposinf(ub))
-        C = jnp.concatenate([A, jnp.diag(bounded.astype(P.dtype))])
-        l_rows = (l, lb)
-        u_rows = (u, ub)
+        bounded = (~free[1]).astype(P.dtype)
+        C = jnp.concatenate([A, jnp.diag(bounded)])
     else:
-        bounded, C = jnp.zeros(0, bool), A
-        l_rows, u_rows = (l,), (u,)
+        bounded, C = jnp.zeros(0, P.dtype), A
     sc = ruiz_equilibrate(P, C, q, settings.scaling)
     m = A.shape[0]
     Ps = sc.c * sc.D[:, None] * P * sc.D[None, :]
     As = sc.E[:m, None] * A * sc.D[None, :]
-    box = sc.E[m:] * bounded * sc.D if settings.bounds else bounded.astype(P.dtype)
+    box = sc.E[m:] * bounded * sc.D if settings.bounds else bounded
     eq_rows = jnp.concatenate([_all_problems((a == b) & jnp.isfinite(a)) for a, b in zip(l_rows, u_rows)])
-    free_rows = jnp.concatenate([_all_problems(jnp.isneginf(a) & jnp.isposinf(b)) for a, b in zip(l_rows, u_rows)])
+    free_rows = jnp.concatenate(free)
     return _Scaled(P=Ps, A=As, box=box, scaling=sc, eq_rows=eq_rows, free_rows=free_rows)
 
 
@@ -214,7 +214,7 @@ class _Residuals(eqx.Module):
     dual: Array
     eps_prim: Array
     eps_dual: Array
-    ratio: Array  # the factor of the ρ estimate: √(prim/dual), normalised as OSQP does for rho_rule="osqp"
+    ratio: Array  # the factor of the ρ estimate: √(prim/dual), normalised as OSQP does for adaptive_rho_rule="osqp"
 
 
 def _residuals(sd: _Scaled, qs, X, Z, Y, settings: ADMMSettings) -> _Residuals:
@@ -228,7 +228,7 @@ def _residuals(sd: _Scaled, qs, X, Z, Y, settings: ADMMSettings) -> _Residuals:
     Qu = qs / (c * D)
     prim, norm_prim = inf(CX - Zu), jnp.maximum(inf(CX), inf(Zu))
     dual, norm_dual = inf(PX + Qu + CTY), jnp.maximum(jnp.maximum(inf(PX), inf(CTY)), inf(Qu))
-    if settings.rho_rule == "osqp":
+    if settings.adaptive_rho_rule == "osqp":
         ratio = jnp.sqrt((prim / (norm_prim + _TINY)) / (dual / (norm_dual + _TINY) + _TINY) + _TINY)
     else:  # "residual": balance the residuals themselves
         ratio = jnp.sqrt(prim / (dual + _TINY) + _TINY)
@@ -516,9 +516,9 @@ def _solve_batch(settings: ADMMSettings, P, A, q, l, u, lb, ub, x0, y0, rho0):
     by the batch, or [B, n]) the variables.  ``y0`` [B, m (+ n)] covers the
     dense rows and then the bound rows; ``rho0`` [B] the initial step sizes.
     """
-    sd = _setup(P, A, q, l, u, lb, ub, settings)
-    D, E, c = sd.scaling.D, sd.scaling.E, sd.scaling.c
     l_rows, u_rows = ((l, lb), (u, ub)) if settings.bounds else ((l,), (u,))
+    sd = _setup(P, A, q, l_rows, u_rows, settings)
+    D, E, c = sd.scaling.D, sd.scaling.E, sd.scaling.c
     E_rows = _parts(sd, E)
     data = _Data(
         sd=sd, qs=c * D * q, l=l_rows, u=u_rows,
@@ -751,8 +751,8 @@ def solve_qp(
             "max_iter, check_interval, adaptive_rho_interval, batch_chunk: expected positive integers, got "
             f"{max_iter}, {check_interval}, {adaptive_rho_interval}, {batch_chunk}"
         )
-    if adaptive_rho_rule not in ("osqp", "residual"):
-        raise ValueError(f"adaptive_rho_rule: expected 'osqp' or 'residual', got {adaptive_rho_rule!r}")
+    if adaptive_rho_rule not in ADAPTIVE_RHO_RULES:
+        raise ValueError(f"adaptive_rho_rule: expected one of {list(ADAPTIVE_RHO_RULES)}, got {adaptive_rho_rule!r}")
     if not adaptive_rho_tolerance >= 1.0:
         raise ValueError(f"adaptive_rho_tolerance: expected a number >= 1, got {adaptive_rho_tolerance}")
     if adaptive_rho_interval % check_interval:
@@ -773,7 +773,7 @@ def solve_qp(
         check_interval=int(check_interval),
         adaptive_rho_interval=int(adaptive_rho_interval),
         adaptive_rho_tolerance=float(adaptive_rho_tolerance),
-        rho_rule=adaptive_rho_rule,
+        adaptive_rho_rule=adaptive_rho_rule,
         polish=bool(polish),
         unrolled=differentiation == "unrolled",
         bounds=bounds,
