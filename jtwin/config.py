@@ -25,7 +25,7 @@ A config describes a plant and how to run it::
     step_time = 0.0
     [estimator]
     kind = "kf"                  # kf | ekf | ukf | srukf
-    gate = 0.0                   # chi-square gate level (0 = off)
+    gate = 1e-4                  # chi-square gate level of the filter (0 = off; the twin also gates, Twin.gate)
     cov0 = 1.0                   # initial covariance cov0 * I
     [controller]
     kind = "mpc"                 # the twin's LinearMPC on the measured states
@@ -165,7 +165,7 @@ class ControllerConfig:
 @dataclass(frozen=True)
 class EstimatorConfig:
     kind: str = "kf"
-    gate: float = 0.0  # χ² gate significance level; 0 = no gating
+    gate: float = 1e-4  # χ² gate significance level of the filter; 0 = none (the twin gates on its own: Twin.gate)
     cov0: float = 1.0  # initial covariance cov0 · I
 
 

@@ -31,13 +31,23 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jax.scipy.stats import chi2
+from jaxtyping import Array, Bool, Float, Int
 
 from ._checks import as_array, check_covariance
 from .control import LinearMPC, MPCSolution
 from .estimation import Belief, SqrtBelief
+from .estimation.base import validate_gate
 from .models import AbstractModel, LinearModel, linearize
 from .qp import MAX_ITER, SOLVED
+
+DEFAULT_GATE = 1e-4
+"""The twin's default χ² gate level α: a consistent filter rejects a correct measurement with probability α
+(one step in 10⁴, about once in 14 months of an hourly twin)."""
+DEFAULT_RESET_AFTER = 3
+"""Consecutive rejected measurements after which the belief is re-initialised (α³ = 1e-12 by chance)."""
+MAX_WIDEN = 100.0
+"""Largest multiple of ``cov0`` a re-initialisation after rejections adds to the covariance."""
 
 
 class TwinState(eqx.Module):
@@ -48,6 +58,13 @@ class TwinState(eqx.Module):
     warm-starts the next solve); ``nis``: normalised innovation squared of the last update (``nan`` if nothing was
     measured); ``measured``: number of measured entries of the last ``y``; ``failures``:
     count of MPC solves that ended neither solved nor at max_iter.
+
+    The safety layer (see :meth:`Twin.step`) adds: ``prior``, the initial belief ``N(mean0, cov0)``
+    (what a re-initialised belief is widened by, and restarted from when nothing better is
+    left); per-step flags (0/1) ``rejected`` (the χ² gate refused the last measurement),
+    ``reset`` (the belief was re-initialised) and ``fallback`` (the input came from the shifted
+    previous plan, not from this step's solve); their running counts ``rejections``, ``resets``,
+    ``fallbacks``; and ``streak``, the number of consecutive rejected measurements.
     """
 
     belief: Belief | SqrtBelief
@@ -58,6 +75,14 @@ class TwinState(eqx.Module):
     measured: Int[Array, ""]
     failures: Int[Array, ""]
     k: Int[Array, ""]
+    prior: Belief
+    rejected: Int[Array, ""]
+    reset: Int[Array, ""]
+    fallback: Int[Array, ""]
+    rejections: Int[Array, ""]
+    resets: Int[Array, ""]
+    fallbacks: Int[Array, ""]
+    streak: Int[Array, ""]
 
 
 class OperatingPoint(eqx.Module):
@@ -75,6 +100,11 @@ class Twin(eqx.Module):
     ``controller`` is a :class:`~jtwin.control.LinearMPC`: on the model's own dynamics
     (:meth:`from_linear_model`, ``operating_point = None``) or on its linearisation at
     ``operating_point`` in deviation variables (:meth:`from_model`).
+
+    ``gate``: the twin's χ² innovation gate level α (default :data:`DEFAULT_GATE` = 1e-4; ``None``
+    = only the estimator's own gate, if any): a measurement with ``P(χ²_k > NIS) < α`` is not
+    assimilated.  ``reset_after``: consecutive rejections after which the belief is
+    re-initialised (see :meth:`step`).
     """
 
     model: AbstractModel
@@ -83,10 +113,15 @@ class Twin(eqx.Module):
     delay: int = eqx.field(static=True, default=0)
     compensate: bool = eqx.field(static=True, default=True)
     operating_point: OperatingPoint | None = None
+    gate: float | None = eqx.field(static=True, default=DEFAULT_GATE)
+    reset_after: int = eqx.field(static=True, default=DEFAULT_RESET_AFTER)
 
     def __check_init__(self):
         if not (isinstance(self.delay, int) and self.delay >= 0):
             raise ValueError(f"delay: expected a non-negative number of samples, got {self.delay!r}")
+        validate_gate(self.gate)
+        if not (isinstance(self.reset_after, int) and self.reset_after >= 1):
+            raise ValueError(f"reset_after: expected a positive number of steps, got {self.reset_after!r}")
         if (self.controller.n, self.controller.m) != (self.model.state_dim, self.model.input_dim):
             raise ValueError(
                 f"controller: acts on (n, m) = {(self.controller.n, self.controller.m)}, "
@@ -102,11 +137,20 @@ class Twin(eqx.Module):
 
     @classmethod
     def from_linear_model(
-        cls, model: LinearModel, estimator, horizon: int, *, delay: int = 0, compensate: bool = True, **mpc_kwargs
+        cls,
+        model: LinearModel,
+        estimator,
+        horizon: int,
+        *,
+        delay: int = 0,
+        compensate: bool = True,
+        gate: float | None = DEFAULT_GATE,
+        reset_after: int = DEFAULT_RESET_AFTER,
+        **mpc_kwargs,
     ) -> "Twin":
         """A twin whose MPC predicts with ``model.A, B, E`` (``mpc_kwargs`` go to :class:`LinearMPC`)."""
         mpc = LinearMPC(model.A, model.B, horizon, E=model.E if model.disturbance_dim else None, **mpc_kwargs)
-        return cls(model, estimator, mpc, delay, compensate)
+        return cls(model, estimator, mpc, delay, compensate, None, gate, reset_after)
 
     @classmethod
     def from_model(
@@ -121,6 +165,8 @@ class Twin(eqx.Module):
         t_op=0.0,
         delay: int = 0,
         compensate: bool = True,
+        gate: float | None = DEFAULT_GATE,
+        reset_after: int = DEFAULT_RESET_AFTER,
         **mpc_kwargs,
     ) -> "Twin":
         """A twin that estimates with ``model`` and controls with its linearisation at ``(x_op, u_op, d_op)``.
@@ -148,7 +194,7 @@ class Twin(eqx.Module):
             if mpc_kwargs.get(name) is not None:
                 mpc_kwargs[name] = np.asarray(mpc_kwargs[name], float) - np.asarray(origin)
         mpc = LinearMPC(lin.A, lin.B, horizon, E=jnp.concatenate([lin.E, offset[:, None]], axis=1), **mpc_kwargs)
-        return cls(model, estimator, mpc, delay, compensate, OperatingPoint(x_op, u_op, d_op))
+        return cls(model, estimator, mpc, delay, compensate, OperatingPoint(x_op, u_op, d_op), gate, reset_after)
 
     @property
     def horizon(self) -> int:
@@ -190,32 +236,73 @@ class Twin(eqx.Module):
         cov0 = check_covariance("cov0", cov0, n)
         dtype = mean0.dtype
         plan = self.controller.solve(*self.controller_coordinates(mean0, jnp.zeros((self.horizon, p), dtype)))
+        zero = jnp.asarray(0, jnp.int32)
         return TwinState(
             belief=self.estimator.init(mean0, cov0),
             inputs=jnp.zeros((self.delay, m), dtype),
             disturbances=jnp.zeros((self.delay, p), dtype),
             plan=plan,
             nis=jnp.asarray(jnp.nan, dtype),
-            measured=jnp.asarray(0, jnp.int32),
-            failures=jnp.asarray(0, jnp.int32),
-            k=jnp.asarray(0, jnp.int32),
+            measured=zero,
+            failures=zero,
+            k=zero,
+            prior=Belief(mean0, cov0),
+            rejected=zero,
+            reset=zero,
+            fallback=zero,
+            rejections=zero,
+            resets=zero,
+            fallbacks=zero,
+            streak=zero,
         )
 
     def step(
         self, state: TwinState, y: Float[Array, " ny"], t, d: Float[Array, "N p"] | None = None
     ) -> tuple[Float[Array, " m"], TwinState]:
-        """Assimilate ``y`` (a measurement of ``x[k−D]``, NaN = missing) and return ``(u[k], next state)``.
+        """Assimilate ``y`` (a measurement of ``x[k−D]``, NaN or ±inf = missing) and return ``(u[k], next state)``.
 
         ``t`` is the time of the measured state; ``d`` the disturbance forecast
         ``d̂[k..k+N−1]`` [N, p] (zeros if None); ``d[0]`` is also used as the disturbance
         acting on the current step when propagating the belief.
+
+        Safety layer (flags and counters in the returned :class:`TwinState`; nothing raises):
+
+        * **Gate.** The measurement is rejected (the update skipped, ``rejected = 1``) when the
+          estimator's gate refused it or when ``P(χ²_k > NIS) < gate`` (``k`` measured entries).
+        * **Belief health.** A belief is healthy when its mean and covariance are finite and the
+          covariance ``P`` is symmetric PSD, both to ``τ = √ε (1 + max|P|)``
+          (``|P − Pᵀ| ≤ τ``, ``chol(P + τ I)`` exists).  An unhealthy incoming belief is replaced
+          by the initial prior ``N(mean0, cov0)``; an unhealthy posterior by ``N(m⁻, P⁻ + cov0)``
+          (this step's healthy prior, widened); ``reset_after`` consecutive rejections by
+          ``N(m⁻, P⁻ + s cov0)`` with ``s = clip(NIS / k, 1, MAX_WIDEN)``: wide enough that a plant
+          that really moved is accepted at the next step, while a reading more than about
+          ``√(MAX_WIDEN · χ²_α)`` standard deviations of ``cov0`` off is still refused (``χ²_α`` the
+          gate's quantile, about 21 for three entries at 1e-4); an unhealthy propagated belief by
+          the posterior widened by ``cov0``.  Each sets ``reset = 1``.
+        * **Limits.** The input is the first of this step's plan when the solve succeeded
+          (:func:`solve_succeeded`) and the plan is finite, else of the *fallback*: the previous
+          plan shifted one step (``fallback = 1``).  Either way it is projected onto the
+          controller's box ``[umin, umax]`` (non-finite entries to the projection of 0), so the
+          returned ``u`` is finite and inside the box whatever ``y`` was.
         """
         model, D = self.model, self.delay
         dtype = state.belief.mean.dtype
         p = model.disturbance_dim
         d = jnp.zeros((self.horizon, p), dtype) if d is None else jnp.asarray(d, dtype)
+        bad_in = ~belief_is_healthy(state.belief)
+        belief = _select(bad_in, self.estimator.init(state.prior.mean, state.prior.cov), state.belief)
         u_meas = state.inputs[0] if D else self.plant_input(state.plan.u[0])  # the input applied when y was taken
-        post, info = self.estimator.update(model, state.belief, y, u_meas, t)
+        post, info = self.estimator.update(model, belief, y, u_meas, t)
+        observed = info.num_observed > 0
+        rejected = self._rejected(info)
+        streak = jnp.where(rejected, state.streak + 1, jnp.where(observed, 0, state.streak))
+        post = _select(rejected, belief, post)
+        stuck = streak >= self.reset_after
+        lost = ~belief_is_healthy(post) | stuck
+        per_entry = jax.lax.stop_gradient(info.nis) / jnp.maximum(info.num_observed, 1)
+        widen = jnp.where(stuck, jnp.clip(jnp.nan_to_num(per_entry, nan=MAX_WIDEN), 1.0, MAX_WIDEN), 1.0)
+        post = _select(lost, self._widened(belief, state.prior, widen), post)
+        streak = jnp.where(lost, 0, streak)
         x_now = post.mean
         if self.compensate and D:
             dt = model.dt
@@ -226,26 +313,95 @@ class Twin(eqx.Module):
 
             x_now, _ = jax.lax.scan(forward, x_now, (jnp.arange(D), (state.inputs, state.disturbances)))
         x_ctrl, d_ctrl = self.controller_coordinates(x_now, d)
-        plan = self.controller.solve(x_ctrl, d_ctrl, warm_start=self.controller.shift(state.plan))
-        ok = (plan.status == SOLVED) | (plan.status == MAX_ITER)
-        fallback = self.controller.shift(state.plan)
-        u = self.plant_input(jnp.where(ok, plan.u[0], fallback.u[0]).astype(dtype))  # ū added in the twin's precision
-        plan = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), plan, fallback)
+        fallback = _finite_or_zero(self.controller.shift(state.plan))
+        plan = self.controller.solve(x_ctrl, d_ctrl, warm_start=fallback)
+        solved = solve_succeeded(plan.status)
+        ok = solved & _all_finite(plan)
+        plan = _select(ok, plan, fallback)
+        plan = eqx.tree_at(lambda s: s.u, plan, self.project_input(plan.u))
+        u = self.plant_input(plan.u[0].astype(dtype))  # ū added in the twin's precision
         u_est, d_est = (u, d[0]) if D == 0 else (u_meas, state.disturbances[0])
         prior = self.estimator.predict(model, post, u_est, t, d_est if p else None)
+        bad_out = ~belief_is_healthy(prior)
+        prior = _select(bad_out, self._widened(post, state.prior, 1.0), prior)
         if D:
             inputs = jnp.concatenate([state.inputs[1:], u[None]])
             disturbances = jnp.concatenate([state.disturbances[1:], d[:1]])
         else:
             inputs, disturbances = state.inputs, state.disturbances
+        flag = lambda b: b.astype(state.k.dtype)  # noqa: E731
+        reset = bad_in | lost | bad_out
         new_state = TwinState(
             belief=prior,
             inputs=inputs,
             disturbances=disturbances,
             plan=plan,
-            nis=jnp.where(info.num_observed > 0, info.nis, jnp.nan),
+            nis=jnp.where(observed, info.nis, jnp.nan),
             measured=info.num_observed.astype(jnp.int32),
-            failures=state.failures + (~ok).astype(state.failures.dtype),
+            failures=state.failures + flag(~solved),
             k=state.k + 1,
+            prior=state.prior,
+            rejected=flag(rejected),
+            reset=flag(reset),
+            fallback=flag(~ok),
+            rejections=state.rejections + flag(rejected),
+            resets=state.resets + flag(reset),
+            fallbacks=state.fallbacks + flag(~ok),
+            streak=streak,
         )
         return u, new_state
+
+    def project_input(self, u: Float[Array, "... m"]) -> Float[Array, "... m"]:
+        """``u`` (controller coordinates) projected onto the controller's box ``[umin, umax]``;
+        non-finite entries become the projection of 0."""
+        lo, hi = (jnp.asarray(b, u.dtype) for b in (self.controller.umin, self.controller.umax))
+        return jnp.clip(jnp.where(jnp.isfinite(u), u, 0.0), lo, hi)
+
+    def _rejected(self, info) -> Bool[Array, ""]:
+        """True when something was measured and the estimator's gate or the twin's χ² test at ``gate`` refused it
+        (a NaN NIS fails the test)."""
+        observed = info.num_observed > 0
+        if self.gate is None:
+            return observed & info.rejected
+        nis = jax.lax.stop_gradient(info.nis)
+        p_value = chi2.sf(nis, jnp.maximum(info.num_observed, 1).astype(nis.dtype))
+        return observed & (info.rejected | ~(p_value >= self.gate))
+
+    def _widened(self, belief, prior: Belief, scale):
+        """``N(m, sym(P) + scale · cov0)`` in the estimator's belief form: a healthy belief made less certain."""
+        cov = belief.cov
+        return self.estimator.init(belief.mean, 0.5 * (cov + cov.T) + scale * prior.cov.astype(cov.dtype))
+
+
+def solve_succeeded(status: Int[Array, "*batch"]) -> Bool[Array, "*batch"]:
+    """Whether a solver status gives a usable plan: solved, or stopped at max_iter."""
+    return (status == SOLVED) | (status == MAX_ITER)
+
+
+def belief_is_healthy(belief: Belief | SqrtBelief) -> Bool[Array, ""]:
+    """Finite mean and covariance ``P`` [n, n], ``P`` symmetric PSD to ``τ = √ε (1 + max|P|)``:
+    ``max|P − Pᵀ| ≤ τ`` and ``chol(sym(P) + τ I)`` finite (no gradient flows through the test)."""
+    mean, cov = jax.lax.stop_gradient((belief.mean, belief.cov))
+    finite = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(cov))
+    cov = jnp.where(finite, cov, 0.0)
+    tol = jnp.sqrt(jnp.finfo(cov.dtype).eps) * (1.0 + jnp.max(jnp.abs(cov), initial=0.0))
+    symmetric = jnp.max(jnp.abs(cov - cov.T), initial=0.0) <= tol
+    chol = jnp.linalg.cholesky(0.5 * (cov + cov.T) + tol * jnp.eye(cov.shape[0], dtype=cov.dtype))
+    return finite & symmetric & jnp.all(jnp.isfinite(chol))
+
+
+def _select(pred: Bool[Array, ""], on_true, on_false):
+    """``on_true`` where ``pred`` else ``on_false``, leaf by leaf (two pytrees of one structure)."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def _all_finite(tree) -> Bool[Array, ""]:
+    """True when every floating-point leaf of ``tree`` is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _finite_or_zero(tree):
+    """``tree`` with non-finite floating-point entries set to 0 (a warm start or fallback plan that cannot poison)."""
+    fix = lambda x: jnp.where(jnp.isfinite(x), x, 0.0) if jnp.issubdtype(x.dtype, jnp.inexact) else x  # noqa: E731
+    return jax.tree_util.tree_map(fix, tree)
