@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .export import check_platforms
 from .runtime import server
 from .twin_export import export_twin, twin_from_config
 
 
 def export_config(path: str, out: str, platforms=("cpu",)) -> str:
-    """Export the step of the twin configured at ``path`` to ``out``; returns a one-line summary."""
+    """Export the step of the twin configured at ``path`` to ``out``; returns a one-line summary.
+
+    ``ValueError`` (before anything is built) for a platform jax does not know."""
+    platforms = check_platforms(platforms)
     twin, state0 = twin_from_config(path)
     data = export_twin(twin, state0, platforms=platforms, config=Path(path).read_bytes())
     Path(out).write_bytes(data)

@@ -35,6 +35,26 @@ TWIN_ARGS = ("state", "y", "t")
 TWIN_RESULTS = ("u", "state")
 
 
+def jax_platforms() -> tuple[str, ...]:
+    """The platform names jax knows (``cpu``, ``cuda``, ``rocm``, ``tpu``, …), for ``jax.export``'s ``platforms``."""
+    from jax._src import xla_bridge  # jax has no public list; this is the one its backend selection uses
+
+    return tuple(sorted(xla_bridge.known_platforms()))
+
+
+def check_platforms(platforms: Sequence[str]) -> tuple[str, ...]:
+    """``platforms`` as a tuple, or ``ValueError`` naming the first that jax does not know (jax.export itself
+    accepts any string and the artifact is then refused only when served)."""
+    platforms = tuple(platforms)
+    known = jax_platforms()
+    if not platforms:
+        raise ValueError(f"platforms: expected at least one of {list(known)}")
+    for name in platforms:
+        if name not in known:
+            raise ValueError(f"platforms: {name!r} is not a jax platform; expected some of {list(known)}")
+    return platforms
+
+
 def leaf_paths(tree: PyTree) -> list[str]:
     """Key paths of ``tree``'s leaves in flattening order (``"belief.mean"``; ``""`` for a bare array)."""
     keystr = jax.tree_util.keystr
@@ -111,6 +131,9 @@ def export_step(
     time_arg: str | None = "t",
     missing_ok: Sequence[str] = ("y",),
     config: bytes | str | Mapping | None = None,
+    covariances: Sequence[str] = (),
+    events: Sequence[str] = (),
+    period: float | None = None,
 ) -> bytes:
     """Export ``fn(*example_args)`` for ``platforms`` and return the artifact bytes.
 
@@ -121,7 +144,11 @@ def export_step(
     ``("u", "state")`` for three arguments and two results.  ``time_arg`` names the
     timestamp argument and ``missing_ok`` the arguments whose NaN entries are missing data
     (what the server accepts as JSON ``null``).  ``config`` is hashed into the header.
-    ``platforms`` may list several (e.g. ``("cpu", "cuda")``): one artifact then runs on each.
+    ``platforms`` may list several (e.g. ``("cpu", "cuda")``): one artifact then runs on each;
+    each must be a name jax knows (:func:`jax_platforms`).  For the server, ``covariances``
+    names state paths that must stay symmetric PSD (checked when a twin is created),
+    ``events`` scalar integer state paths reported with every step (and counted), and
+    ``period`` the model time one step advances (the spacing of consecutive ``t``).
 
     Weakly typed leaves of ``state`` (Python-scalar counters) take the dtype the step
     returns for them, as ``lax.scan`` does for its carry.
@@ -139,6 +166,7 @@ def export_step(
         raise ValueError(f"arg_names: expected {len(example_args)} distinct names, got {arg_names}")
     if time_arg is not None and time_arg not in arg_names:
         raise ValueError(f"time_arg: {time_arg!r} is not one of arg_names {arg_names}")
+    platforms = check_platforms(platforms)
     args = tuple(_as_arrays(n, a) for n, a in zip(arg_names, example_args))
     out = jax.eval_shape(fn, *args)
     result_names = tuple(TWIN_RESULTS if result_names is None else result_names)
@@ -187,6 +215,9 @@ def export_step(
         "results": [g.to_json() for g in result_groups],
         "time_arg": time_arg,
         "missing_ok": [n for n in missing_ok if n in arg_names],
+        "covariances": list(covariances),
+        "events": list(events),
+        "period": None if period is None else float(period),
         "example": {n: {p: encode_array(x) for p, x in tree_to_arrays(a).items()} for n, a in zip(arg_names, args)},
     }
     return pack(header, payload)

@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from ..twin import Twin, TwinState
-from .export import adopt_weak_dtypes, export_step
+from .export import adopt_weak_dtypes, export_step, leaf_paths
+
+TWIN_EVENTS = ("rejected", "reset", "fallback")  # TwinState's per-step flags, reported with every served step
 
 
 def twin_step(twin: Twin) -> tuple[Callable, tuple[str, ...]]:
@@ -49,10 +51,16 @@ def export_twin(
 ) -> bytes:
     """Artifact of ``twin.step`` (see :func:`twin_step`); ``state0`` is the served twins' initial state.
 
-    ``config`` (the TOML the twin was built from) is hashed into the header.
+    ``config`` (the TOML the twin was built from) is hashed into the header.  The header also tells
+    the server the state's covariances (``belief.cov`` unless the belief is a square root,
+    ``prior.cov``), the safety flags :data:`TWIN_EVENTS` and the model's period ``dt``.
     """
     fn, names = twin_step(twin)
-    return export_step(fn, *twin_example_args(twin, state0), arg_names=names, platforms=platforms, config=config)
+    covariances = [p for p in leaf_paths(state0) if p in ("belief.cov", "prior.cov")]
+    return export_step(
+        fn, *twin_example_args(twin, state0), arg_names=names, platforms=platforms, config=config,
+        covariances=covariances, events=TWIN_EVENTS, period=twin.model.dt,
+    )  # fmt: skip
 
 
 def twin_from_config(path: str) -> tuple[Twin, TwinState]:

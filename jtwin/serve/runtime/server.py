@@ -5,17 +5,33 @@ API (every body and answer is a JSON object; errors are ``{"error": {"status", "
 
 * ``POST /twins/{id}`` ``{"state"?: {path: value}, "t"?: t0}`` — create a twin from the
   artifact's example state, with the given state entries replaced (201; 409 if it exists).
+  State entries are checked like constructor inputs: shape, finite, and the artifact's
+  covariances (``belief.cov``, ``prior.cov`` of a twin) symmetric PSD.
+* ``POST /twins/{id}/reset`` — same body; replaces the state of an existing (or an
+  unavailable) twin by the initial one, keeping its step count (200).
 * ``POST /twins/{id}/step`` ``{"t": t, "y": [...], <other step inputs>}`` — run one step;
-  answers ``{"id", "step", "t", "u", <other non-state results>, "replayed"}``.  Every
+  answers ``{"id", "step", "t", "u", <other non-state results>, "events", "replayed"}``.  Every
   argument of the artifact after ``state`` is a required field (for a twin whose model has
   disturbances: ``"d"``, the forecast [N, p] as nested lists), checked for shape and
-  finiteness like ``y``; ``t`` must increase strictly; ``null`` entries of ``y`` (only
-  ``y``) are missing measurements.  The new state is persisted before the answer is sent;
-  a retry of the last acknowledged request (same body) gets the same answer back
-  (``"replayed": true``) rather than a second step.
+  finiteness like ``y``; ``null`` entries of ``y`` (only ``y``) are missing measurements.
+  ``t`` orders the steps and, when the artifact records the model's ``period`` (a twin's
+  ``dt``), must be the last acknowledged ``t`` plus one period, to 1% of it (409 otherwise:
+  the model always advances one period per step; send a missed period as a step with
+  ``y`` all ``null``).  ``events`` are the artifact's per-step flags (a twin's ``rejected``,
+  ``reset``, ``fallback``), also summed in ``/metrics``.  The new state is persisted before
+  the answer is sent; a retry of the last acknowledged request (the same values, however
+  formatted) gets the same answer back (``"replayed": true``) rather than a second step.
 * ``GET /twins/{id}`` — ``{"id", "step", "t", "state": {path: value}}`` (NaN as ``null``).
-* ``GET /healthz`` — liveness, artifact summary.  ``GET /metrics`` — request counts by
-  route and status, latency quantiles (ms) over the last 10 000 requests of each route.
+* ``GET /healthz`` — liveness, artifact summary, twins whose record could not be read
+  (``unavailable``: 503 on their routes until reset).  ``GET /metrics`` — request counts by
+  route and status, latency quantiles (ms) over the last 10 000 requests of each route,
+  event counts.
+
+Request framing: a POST needs a ``Content-Length`` (411 without, 400 if not a non-negative
+integer, 413 over ``--max-body``, all before reading the body); a body shorter than declared
+(the client went away) is refused without acting; JSON nested deeper than 32 levels is a
+400; any other method or a malformed request line gets a JSON error too.  Clients that
+disconnect early are dropped silently.
 
 Requests to one twin are serialised by a per-twin lock; different twins run in parallel
 (one thread per connection; XLA releases the GIL while a step executes).
@@ -26,6 +42,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import signal
 import sys
 import threading
@@ -40,12 +57,16 @@ import jax
 import numpy as np
 
 from .artifact import ArtifactError, LoadedStep, decode_array, encode_array, load_step, needs_x64, unpack
-from .store import TWIN_ID, StateStore, TwinRecord
+from .store import TWIN_ID, StateStore, TwinRecord, crash_point
 
 STATE = "state"
 MAX_BODY = 1 << 20
+MAX_DEPTH = 32  # JSON nesting levels accepted (a body needs 4: object, state, entry, 2-D array)
+PERIOD_TOLERANCE = 0.01  # a step's t may differ from last t + period by this fraction of the period
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _QUANTILE_WINDOW = 10_000
-_DRAIN_LIMIT = 16  # oversized bodies up to this many times the limit are drained before the 413
+_DRAIN_LIMIT = 16  # oversized bodies up to this many times the limit are drained after the 413
+_DRAIN_SECONDS = 2.0
 
 
 class ApiError(Exception):
@@ -65,6 +86,7 @@ class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
         self._counts: Counter = Counter()
+        self._events: Counter = Counter()
         self._latency: dict[str, deque] = {}
         self._started = time.time()
 
@@ -73,9 +95,14 @@ class Metrics:
             self._counts[(route, status)] += 1
             self._latency.setdefault(route, deque(maxlen=_QUANTILE_WINDOW)).append(seconds)
 
+    def count_events(self, events: dict[str, int]) -> None:
+        with self._lock:
+            self._events.update(events)
+
     def snapshot(self) -> dict:
         with self._lock:
             counts = dict(self._counts)
+            events = dict(self._events)
             samples = {route: np.array(d) * 1e3 for route, d in self._latency.items()}
         requests: dict[str, dict[str, int]] = {}
         for (route, status), n in sorted(counts.items()):
@@ -89,7 +116,7 @@ class Metrics:
             }
             for route, ms in samples.items()
         }
-        return {"uptime_s": time.time() - self._started, "requests": requests, "latency_ms": latency}
+        return {"uptime_s": time.time() - self._started, "requests": requests, "latency_ms": latency, "events": events}
 
 
 @dataclass
@@ -120,9 +147,13 @@ class TwinService:
         if self.time_arg not in [g.name for g in self.inputs] or step.arg(self.time_arg).leaves[0].shape != ():
             raise ArtifactError(f"artifact: time_arg {self.time_arg!r} is not a scalar argument of the step")
         self.missing_ok = set(header.get("missing_ok", ()))
+        self.covariances = set(header.get("covariances", ()))
+        self.events = list(header.get("events", ()))
+        self.period = header.get("period")
         self.metrics = Metrics()
         self._lock = threading.Lock()
         self._twins = {tid: _Twin(rec) for tid, rec in (store.load_all() if store else {}).items()}
+        self.unavailable: dict[str, str] = dict(store.unreadable) if store else {}
         for twin in self._twins.values():
             self._check_record(twin.record)
 
@@ -138,6 +169,12 @@ class TwinService:
     def _twin(self, twin_id: str) -> _Twin:
         with self._lock:
             twin = self._twins.get(twin_id)
+            broken = self.unavailable.get(twin_id)
+        if broken is not None:
+            raise ApiError(
+                503, "id", f"twin {twin_id!r} is unavailable: its record could not be read ({broken}); "
+                f"start it again with POST /twins/{twin_id}/reset"
+            )
         if twin is None:
             raise ApiError(404, "id", f"no twin with id {twin_id!r}; create it with POST /twins/{twin_id}")
         return twin
@@ -151,6 +188,33 @@ class TwinService:
 
     # -- endpoints -------------------------------------------------------------------------
     def create(self, twin_id: str, body: dict) -> tuple[int, dict]:
+        record = self._initial(twin_id, body, 0)
+        with self._lock:
+            if twin_id in self._twins or twin_id in self.unavailable:
+                raise ApiError(409, "id", f"twin {twin_id!r} already exists; POST /twins/{twin_id}/reset restarts it")
+            self._persist(record)
+            self._twins[twin_id] = _Twin(record)
+        return 201, self._describe(record)
+
+    def reset(self, twin_id: str, body: dict) -> tuple[int, dict]:
+        with self._lock:
+            twin = self._twins.get(twin_id)
+            if twin is None and twin_id not in self.unavailable:
+                raise ApiError(404, "id", f"no twin with id {twin_id!r}; create it with POST /twins/{twin_id}")
+            if twin is None:  # an unreadable record: start it afresh
+                record = self._initial(twin_id, body, 0)
+                self._persist(record)
+                self._twins[twin_id] = _Twin(record)
+                del self.unavailable[twin_id]
+                return 200, self._describe(record)
+        with twin.lock:
+            record = self._initial(twin_id, body, twin.record.steps)
+            self._persist(record)
+            twin.record = record
+        return 200, self._describe(record)
+
+    def _initial(self, twin_id: str, body: dict, steps: int) -> TwinRecord:
+        """The record of a (re)started twin: the artifact's example state with the body's entries replaced."""
         _only(body, {"state", "t"})
         state = self.step.example(STATE)
         overrides = body.get("state", {})
@@ -163,15 +227,11 @@ class TwinService:
             arr = _decode(value, paths[path], f"state.{path}")
             if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
                 raise ApiError(400, f"state.{path}", "expected finite numbers (no null, NaN or inf)")
+            if path in self.covariances:
+                _check_covariance(arr, f"state.{path}")
             state[path] = arr
         t0 = _time(body["t"], "t") if "t" in body else None
-        record = TwinRecord(twin_id, state, 0, t0)
-        with self._lock:
-            if twin_id in self._twins:
-                raise ApiError(409, "id", f"twin {twin_id!r} already exists")
-            self._persist(record)
-            self._twins[twin_id] = _Twin(record)
-        return 201, self._describe(record)
+        return TwinRecord(twin_id, state, steps, t0)
 
     def read(self, twin_id: str) -> tuple[int, dict]:
         twin = self._twin(twin_id)
@@ -183,7 +243,7 @@ class TwinService:
         _only(body, {g.name for g in self.inputs})
         values = [self._decode_input(group, body) for group in self.inputs]
         t = float(values[[g.name for g in self.inputs].index(self.time_arg)])
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        digest = _digest(values)
         with twin.lock:
             rec = twin.record
             if rec.t is not None and t <= rec.t:
@@ -192,6 +252,7 @@ class TwinService:
                 raise ApiError(
                     409, self.time_arg, f"out of order: t={t!r} is not after the last acknowledged t={rec.t!r}"
                 )
+            self._check_period(rec.t, t)
             leaves = [rec.state[leaf.path] for leaf in self.state_spec.leaves] + values
             out = iter(jax.device_get(self.step.call_flat(leaves)))
             response = {"id": twin_id, "step": rec.steps + 1, "t": t}
@@ -207,10 +268,26 @@ class TwinService:
                 response[group.name] = encode_array(arrays[""]) if group.is_array else {
                     p: encode_array(a) for p, a in arrays.items()
                 }
+            if self.events:
+                response["events"] = {path: int(new_state[path]) for path in self.events}
             record = TwinRecord(twin_id, new_state, rec.steps + 1, t, digest, response)
             self._persist(record)
+            crash_point("after-persist")
             twin.record = record
+        self.metrics.count_events(response.get("events", {}))
         return 200, {**response, "replayed": False}
+
+    def _check_period(self, last: float | None, t: float) -> None:
+        if self.period is None or last is None:
+            return
+        expected = last + self.period
+        if abs(t - expected) > PERIOD_TOLERANCE * self.period:
+            raise ApiError(
+                409, self.time_arg,
+                f"t={t!r} is not one period after the last acknowledged t={last!r}: this twin advances its model "
+                f"by period={self.period!r} per step, so the next step is t={expected!r} (send a missed period "
+                "as a step with every reading null)",
+            )  # fmt: skip
 
     @property
     def twin_count(self) -> int:
@@ -223,6 +300,7 @@ class TwinService:
         return 200, {
             "status": "ok",
             "twins": n,
+            "unavailable": dict(self.unavailable),
             "durable": self.store is not None,
             "artifact": {
                 "payload_sha256": header["payload_sha256"],
@@ -270,6 +348,35 @@ def _decode(value, spec, name: str) -> np.ndarray:
         raise ApiError(400, name, str(exc).removeprefix(f"{name}: ")) from exc
 
 
+def _check_covariance(arr: np.ndarray, name: str) -> None:
+    """A covariance entry: square, symmetric and PSD to ``1e-9 · (1 + max|P|)`` (as ``jtwin``'s constructors)."""
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise ApiError(400, name, f"a covariance must be a square matrix, got shape {list(arr.shape)}")
+    tol = 1e-9 * (1.0 + float(np.max(np.abs(arr), initial=0.0)))
+    asym = float(np.max(np.abs(arr - arr.T), initial=0.0))
+    if asym > tol:
+        raise ApiError(400, name, f"a covariance must be symmetric; max |P - P.T| = {asym:.3g}")
+    smallest = float(np.linalg.eigvalsh(0.5 * (arr + arr.T)).min(initial=0.0))
+    if smallest < -tol:
+        raise ApiError(400, name, f"a covariance must be positive semi-definite; smallest eigenvalue {smallest:.3g}")
+
+
+def _digest(values: list[np.ndarray]) -> str:
+    """SHA-256 of the decoded step inputs: equal for bodies that hold the same values however they are written."""
+    h = hashlib.sha256()
+    for arr in values:
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def _json_depth(raw: bytes) -> int:
+    """Deepest nesting of ``[``/``{`` in a JSON text (strings blanked first), without recursion."""
+    code = np.frombuffer(_JSON_STRING.sub(b'""', raw), np.uint8)
+    opens, closes = np.isin(code, list(b"[{")), np.isin(code, list(b"]}"))
+    return int(np.cumsum(opens.astype(np.int64) - closes).max(initial=0))
+
+
 def _time(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
         raise ApiError(400, name, f"expected a finite number, got {value!r}")
@@ -300,12 +407,28 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         self._dispatch("DELETE")
 
+    def do_HEAD(self):
+        self._dispatch("HEAD")
+
+    def do_PATCH(self):
+        self._dispatch("PATCH")
+
+    def do_OPTIONS(self):
+        self._dispatch("OPTIONS")
+
+    def send_error(self, code, message=None, explain=None):
+        """The base class's answer to a malformed request line, an unknown method or oversized headers, as JSON."""
+        self.close_connection = True
+        self.request_version = self.protocol_version  # not 0.9 (no status line) for an unparsable request line
+        self._send(int(code), ApiError(int(code), "request", message or explain or "malformed request").payload())
+
     def log_message(self, format, *args):  # noqa: A002 (signature of the base class)
         pass  # request logging would dominate the step latency; see GET /metrics
 
     def _dispatch(self, method: str) -> None:
         start = time.perf_counter()
         route = "unrouted"
+        self._drain = 0
         try:
             route, action, allowed = self._route()
             if method not in allowed:
@@ -314,11 +437,26 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = action(method, body)
         except ApiError as exc:
             status, payload = exc.status, exc.payload()
+        except (ConnectionError, TimeoutError):  # the client went away mid-request: nothing to answer
+            self.close_connection = True
+            return
         except Exception as exc:  # a bug: answer 500 and keep serving
             traceback.print_exc(file=sys.stderr)
             status, payload = 500, ApiError(500, "server", f"internal error: {type(exc).__name__}: {exc}").payload()
         self._send(status, payload)
+        self._discard_body()
         self.service.metrics.record(f"{method} {route}", status, time.perf_counter() - start)
+
+    def _discard_body(self) -> None:
+        """After a 413 (sent before reading): read and drop what the client still sends, for at most
+        ``_DRAIN_SECONDS``, so that a client still writing its body receives the answer rather than a reset."""
+        n, self._drain = self._drain, 0
+        try:
+            self.connection.settimeout(_DRAIN_SECONDS)
+            while n > 0:
+                n -= len(self.rfile.read1(min(n, 1 << 16))) or n
+        except (OSError, ValueError):
+            pass
 
     def _route(self):
         parts = self.path.split("?", 1)[0].strip("/").split("/")
@@ -327,14 +465,16 @@ class _Handler(BaseHTTPRequestHandler):
             return "/healthz", lambda m, b: service.health(), ("GET",)
         if parts == ["metrics"]:
             return "/metrics", lambda m, b: (200, service.metrics.snapshot()), ("GET",)
-        if len(parts) in (2, 3) and parts[0] == "twins" and parts[2:] in ([], ["step"]):
+        if len(parts) in (2, 3) and parts[0] == "twins" and parts[2:] in ([], ["step"], ["reset"]):
             twin_id = parts[1]
             if not TWIN_ID.fullmatch(twin_id):
                 raise ApiError(
                     400, "id", f"invalid twin id {twin_id!r}; use 1-64 of [A-Za-z0-9_.-], not starting with . - _"
                 )
-            if len(parts) == 3:
+            if parts[2:] == ["step"]:
                 return "/twins/{id}/step", lambda m, b: service.advance(twin_id, b), ("POST",)
+            if parts[2:] == ["reset"]:
+                return "/twins/{id}/reset", lambda m, b: service.reset(twin_id, b), ("POST",)
             return (
                 "/twins/{id}",
                 lambda m, b: service.create(twin_id, b) if m == "POST" else service.read(twin_id),
@@ -352,15 +492,20 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             n = int(length)
         except ValueError:
+            n = -1
+        if n < 0 or not length.strip().isdigit():
             self.close_connection = True
-            raise ApiError(400, "Content-Length", f"not an integer: {length!r}") from None
+            raise ApiError(400, "Content-Length", f"expected a non-negative integer, got {length!r}")
         if n > self.max_body:
             self.close_connection = True
-            if n <= _DRAIN_LIMIT * self.max_body:  # read and drop it, so the client gets the answer, not a reset
-                while n > 0:
-                    n -= len(self.rfile.read(min(n, 1 << 16))) or n
+            self._drain = n if n <= _DRAIN_LIMIT * self.max_body else 0
             raise ApiError(413, "body", f"{length} bytes is over the limit of {self.max_body} bytes")
         raw = self.rfile.read(n)
+        if len(raw) < n:
+            self.close_connection = True
+            raise ApiError(400, "body", f"truncated: {len(raw)} of the declared {n} bytes arrived; nothing was done")
+        if _json_depth(raw) > MAX_DEPTH:
+            raise ApiError(400, "body", f"JSON nested deeper than {MAX_DEPTH} levels")
         try:
             body = json.loads(raw or b"{}", parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -371,21 +516,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: dict) -> None:
         data = json.dumps(payload, allow_nan=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except (ConnectionError, TimeoutError):  # the client went away: nothing to answer
+            self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """Drop clients that disconnect or time out; report anything else (a bug) with its traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def make_server(service: TwinService, host: str = "127.0.0.1", port: int = 8080, max_body: int = MAX_BODY):
     """A ``ThreadingHTTPServer`` answering the API for ``service`` (call ``serve_forever()``)."""
     handler = type("Handler", (_Handler,), {"service": service, "max_body": max_body})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return _Server((host, port), handler)
 
 
 def open_service(artifact: bytes, state_dir: str | None = None) -> TwinService:
@@ -423,6 +579,8 @@ def run(args: argparse.Namespace, prog: str = "jtwin serve") -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     host, port = server.server_address[:2]
+    for twin_id, why in service.unavailable.items():
+        print(f"{prog}: twin {twin_id!r} unavailable (served as 503 until reset): {why}", file=sys.stderr)
     if service.store is None:
         print(f"{prog}: no --state-dir: twin state lives in memory only and is lost on exit", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

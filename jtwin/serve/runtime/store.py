@@ -6,7 +6,13 @@ request (so a client that retries a step whose answer it never received gets the
 same answer instead of a second step).  :meth:`StateStore.save` writes a temporary
 file in the same directory, ``fsync``s it, ``os.replace``s it over the record and
 ``fsync``s the directory: a reader (or a restart after ``kill -9``) sees the old
-record or the new one, never a mix.
+record or the new one, never a mix.  A record that cannot be read (truncated, not a
+record) is skipped by :meth:`StateStore.load_all` and reported in :attr:`StateStore.unreadable`.
+
+Fault injection for tests: with ``JTWIN_SERVE_CRASH=point:n`` in the environment the process
+kills itself (SIGKILL) the ``n``-th time it reaches ``point`` (:func:`crash_point`; the points are
+``after-fsync`` — the new record written and fsynced, not yet renamed — and the server's
+``after-persist`` — the record in place, the answer not yet sent).
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import tempfile
+import threading
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +31,20 @@ import numpy as np
 
 TWIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _SUFFIX = ".twin.npz"
+_CRASH = os.environ.get("JTWIN_SERVE_CRASH", "")
+_crash_counts: dict[str, int] = {}
+_crash_lock = threading.Lock()
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL this process the ``n``-th time ``name`` is reached when ``JTWIN_SERVE_CRASH=name:n`` (tests only)."""
+    point, _, count = _CRASH.partition(":")
+    if point != name:
+        return
+    with _crash_lock:
+        _crash_counts[name] = _crash_counts.get(name, 0) + 1
+        if _crash_counts[name] >= int(count or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -52,6 +75,7 @@ class StateStore:
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.unreadable: dict[str, str] = {}  # twin id -> why its record could not be read (load_all)
 
     def path(self, twin_id: str) -> Path:
         return self.directory / f"{twin_id}{_SUFFIX}"
@@ -66,6 +90,7 @@ class StateStore:
                 np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
+            crash_point("after-fsync")
             os.replace(tmp, self.path(record.twin_id))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -77,15 +102,24 @@ class StateStore:
             os.close(dir_fd)
 
     def load_all(self) -> dict[str, TwinRecord]:
-        """Every persisted record, by twin id; leftover temporary files of interrupted writes are removed."""
+        """Every readable persisted record, by twin id; leftover temporary files of interrupted writes are
+        removed, and records that cannot be read go to :attr:`unreadable` (``{id: "FILE: reason"}``)."""
         for tmp in self.directory.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
-        records = {}
+        records, self.unreadable = {}, {}
         for file in sorted(self.directory.glob(f"*{_SUFFIX}")):
-            with np.load(file, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                state = {p: z[f"a{i}"] for i, p in enumerate(meta["paths"])}
-            records[meta["id"]] = TwinRecord(
-                meta["id"], state, meta["steps"], meta["t"], meta["last_digest"], meta["last_response"]
-            )
+            twin_id = file.name.removesuffix(_SUFFIX)
+            try:
+                records[twin_id] = self._read(file, twin_id)
+            except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+                self.unreadable[twin_id] = f"{file}: {type(exc).__name__}: {exc}"
         return records
+
+    @staticmethod
+    def _read(file: Path, twin_id: str) -> TwinRecord:
+        with np.load(file, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            state = {p: z[f"a{i}"] for i, p in enumerate(meta["paths"])}
+        if meta["id"] != twin_id:
+            raise ValueError(f"the record is of twin {meta['id']!r}")
+        return TwinRecord(meta["id"], state, meta["steps"], meta["t"], meta["last_digest"], meta["last_response"])
