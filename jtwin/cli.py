@@ -7,9 +7,14 @@ import sys
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .run import run_config
+    from .report import default_run_dir, write_run
+    from .run import run_twin
 
-    print(run_config(args.config, scenarios=args.scenarios, steps=args.steps, params=args.params))
+    result = run_twin(args.config, scenarios=args.scenarios, steps=args.steps, params=args.params)
+    print(result.table())
+    out = args.out or default_run_dir(args.config)
+    paths = write_run(result, out)
+    print(f"report and plots: {out}/ ({', '.join(p.name for p in paths.values())})")
     return 0
 
 
@@ -64,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenarios", type=int, default=None, help="override [simulation].scenarios")
     run.add_argument("--steps", type=int, default=None, help="override [simulation].steps")
     run.add_argument("--params", default=None, help="fitted plant parameters (params.eqx written by jtwin train)")
+    run.add_argument(
+        "--out", default=None, help="directory for report.json and the plots (default: a fresh runs/<config>-<time>/)"
+    )
     run.set_defaults(func=_cmd_run)
     train = sub.add_parser("train", help="fit the plant's parameters to a log (MLE or prediction error)")
     train.add_argument("config", help="TOML config (plant, [estimator], [train])")

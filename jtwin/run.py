@@ -7,7 +7,8 @@ several) and the KPIs are summarised across scenarios (mean, p50, p95, CVaR).
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,9 @@ from .config import Config, ConfigError, load_config
 from .kpi import format_summary, scenario_kpis, summarize
 from .models import AbstractModel, LinearModel, jacobian_transform, steady_state
 from .models.library import load_tmy3_greensboro
-from .simulate import make_scenarios, simulate
+from .report.timing import CompileTimer
+from .report.vocabulary import PlantVocabulary, vocabulary
+from .simulate import Rollout, make_scenarios, simulate
 from .qp import SOLVED, status_name
 from .twin import Twin
 
@@ -164,11 +167,81 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
     return twin if c.precision == "float64" else twin.with_controller_dtype(jnp.dtype(c.precision))
 
 
-def run_config(path: str, scenarios: int | None = None, steps: int | None = None, params: str | None = None) -> str:
-    """Run the config at ``path`` and return a printable KPI summary.
+@dataclass(frozen=True)
+class RunResult:
+    """What ``jtwin run`` computed: the closed-loop ``rollout`` of ``scenarios`` × ``steps`` of the configured
+    twin, its per-scenario ``kpis`` (:func:`jtwin.kpi.scenario_kpis`), the plant's ``words`` (units and KPI
+    names), the true ``disturbances`` [steps + horizon, p], and the ``timing`` split into compilation and run.
 
-    ``params``: a ``params.eqx`` written by ``jtwin train``; the plant (and the twin's model) then
-    use the fitted parameters.
+    ``params``: the ``params.eqx`` the plant's parameters came from (None: the config's ``[plant.params]``)
+    and ``fitted`` the parameter pytree loaded from it.
+    """
+
+    cfg: Config
+    model: AbstractModel
+    twin: Twin
+    rollout: Rollout
+    disturbances: np.ndarray
+    kpis: dict[str, np.ndarray]
+    words: PlantVocabulary
+    timing: CompileTimer
+    scenarios: int
+    steps: int
+    params: str | None = None
+    fitted: Any = None
+
+    @property
+    def summary(self) -> dict[str, dict[str, float]]:
+        """The KPIs aggregated across scenarios (:func:`jtwin.kpi.summarize`)."""
+        return summarize(self.kpis)
+
+    @property
+    def precision(self) -> dict[str, str]:
+        """The dtypes in use: the plant model and estimator's, and the MPC's QP's."""
+        return {"model_and_estimator": str(jnp.result_type(float)), "mpc": self.cfg.controller.precision}
+
+    def header(self) -> str:
+        """What ran, with which parameters and precision, and how fast (compilation reported apart)."""
+        cfg, n, m = self.cfg, self.model.state_dim, self.model.input_dim
+        dt, unit = float(self.model.dt), self.words.time_unit
+        delay = (
+            f"measurement delay {cfg.sync.delay} samples{' (compensated)' if cfg.sync.compensate else ''}"
+            if cfg.sync.delay
+            else "no measurement delay"
+        )
+        params = (
+            f"fitted, from {self.params}"
+            if self.params
+            else "configured [plant.params] " + (", ".join(f"{k}={v}" for k, v in cfg.plant.params.items()) or "(defaults)")
+        )
+        t = self.timing
+        rate = self.scenarios * self.steps / max(t.run_s, 1e-9)
+        lines = [
+            f"jtwin run {cfg.source}: {cfg.plant.kind} plant ({n} states, {m} inputs), twin = "
+            f"{cfg.estimator.kind.upper()} + MPC (horizon {self.twin.horizon} steps = {self.twin.horizon * dt:g} {unit}), {delay}",
+            f"parameters: {params}",
+            f"precision: model and estimator {self.precision['model_and_estimator']}, MPC QP {self.precision['mpc']}",
+            f"{self.scenarios} scenarios x {self.steps} steps of {dt:g} {unit} ({self.steps * dt:g} {unit}): "
+            f"run {t.run_s:.2f} s = {rate:,.0f} scenario-steps/s, plus {t.compile_s:.2f} s compilation",
+        ]
+        op = self.twin.operating_point
+        if op is not None:
+            lines.append(
+                f"MPC linearised at the operating point x_op = {np.round(np.asarray(op.x), 4).tolist()}, "
+                f"u_op = {np.round(np.asarray(op.u), 4).tolist()}"
+            )
+        return "\n".join(lines)
+
+    def table(self) -> str:
+        """The header and the KPI table in the plant's names and units."""
+        return self.header() + "\n" + format_summary(self.summary, descriptions=self.words.kpis)
+
+
+def run_twin(path: str, scenarios: int | None = None, steps: int | None = None, params: str | None = None) -> RunResult:
+    """Run the config at ``path``: its twin in closed loop with its plant over a batch of scenarios.
+
+    ``scenarios``, ``steps`` override ``[simulation]``; ``params``: a ``params.eqx`` written by
+    ``jtwin train``, whose fitted parameters the plant (and the twin's model) then use.
     """
     cfg = load_config(path)
     sim = cfg.simulation
@@ -176,12 +249,13 @@ def run_config(path: str, scenarios: int | None = None, steps: int | None = None
     steps = sim.steps if steps is None else steps
     if scenarios < 1 or steps < 1:
         raise ConfigError(f"--scenarios/--steps: expected positive integers, got {scenarios}, {steps}")
+    fitted = None
     if params is None:
         model = cfg.plant.build()
     else:
-        from .learn.train import load_fitted
+        from .learn.train import load_fitted, load_fitted_parameters
 
-        model = load_fitted(cfg, params)
+        fitted, model = load_fitted_parameters(cfg, params), load_fitted(cfg, params)
     n = model.state_dim
     x0 = np.zeros(n) if sim.x0 is None else np.asarray(sim.x0)
     if x0.shape != (n,):
@@ -204,22 +278,16 @@ def run_config(path: str, scenarios: int | None = None, steps: int | None = None
         forecast_std=forecast_std,
         dropout=sim.dropout,
     )
-    start = time.perf_counter()
-    rollout = simulate(model, twin, batch, steps, cfg.estimator.cov0 * np.eye(n), chunk=sim.chunk or None)
-    jax.block_until_ready(rollout.x)
-    elapsed = time.perf_counter() - start
+    with CompileTimer() as timing:
+        rollout = simulate(model, twin, batch, steps, cfg.estimator.cov0 * np.eye(n), chunk=sim.chunk or None)
+        jax.block_until_ready(rollout.x)
     if not np.all(np.isfinite(np.asarray(rollout.x))):
         raise FloatingPointError("simulation produced non-finite states; check the config's parameters and dt")
-    header = (
-        f"jtwin run {cfg.source}: plant={cfg.plant.kind} (n={n}, m={model.input_dim}), twin = "
-        f"{cfg.estimator.kind.upper()} + MPC(horizon {twin.horizon}), delay={cfg.sync.delay}"
-        f"{' compensated' if cfg.sync.compensate and cfg.sync.delay else ''}\n"
-        f"{scenarios} scenarios x {steps} steps of dt={model.dt:g}: {elapsed:.2f} s incl. compilation "
-        f"({scenarios * steps / elapsed:,.0f} scenario-steps/s)"
-    )
-    op = twin.operating_point
-    if op is not None:
-        header += f"\nMPC linearised at the operating point x_op = {np.round(np.asarray(op.x), 4).tolist()}, " \
-            f"u_op = {np.round(np.asarray(op.u), 4).tolist()}"
-    kpis = scenario_kpis(rollout, twin.controller, model.dt, operating_point=op)
-    return header + "\n" + format_summary(summarize(kpis))
+    kpis = scenario_kpis(rollout, twin.controller, model.dt, operating_point=twin.operating_point)
+    words = vocabulary(cfg.plant.kind, model, cfg.controller)
+    return RunResult(cfg, model, twin, rollout, ds, kpis, words, timing, scenarios, steps, params, fitted)
+
+
+def run_config(path: str, scenarios: int | None = None, steps: int | None = None, params: str | None = None) -> str:
+    """Run the config at ``path`` (:func:`run_twin`) and return the printable header and KPI table."""
+    return run_twin(path, scenarios, steps, params).table()

@@ -77,12 +77,12 @@ def test_missing_plant_table(tmp_path):
 
 
 def test_cli_run_prints_kpis(tmp_path, capsys):
-    assert cli.main(["run", str(write(tmp_path, GOOD))]) == 0
+    assert cli.main(["run", str(write(tmp_path, GOOD)), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    for kpi in ("tracking_rmse", "energy", "peak_demand", "solver_failures", "nis"):
+    for kpi in ("comfort_rmse", "heat_energy", "comfort_violations", "solver_failures", "nis"):
         assert kpi in out
-    row = next(line for line in out.splitlines() if line.startswith("peak_demand"))
-    assert 0.0 <= float(row.split()[1]) <= 2 * 5.0 + 1e-6  # two zones, at most umax each
+    row = next(line for line in out.splitlines() if line.startswith("heat_energy"))
+    assert row.split()[1] == "kWh" and 0.0 <= float(row.split()[2]) <= 5 * 2 * 5.0 + 1e-6  # 5 h, two zones <= umax
 
 
 def test_cli_reports_bad_config_and_x0_length(tmp_path, capsys):

@@ -46,10 +46,14 @@ def plant_parameters(cfg: Config) -> tuple[PyTree, Callable[[PyTree], AbstractMo
     return cfg.plant.build(), None
 
 
+def load_fitted_parameters(cfg: Config, path: str | Path) -> PyTree:
+    """The parameter pytree of ``cfg``'s plant (:func:`plant_parameters`) filled from ``jtwin train``'s ``params.eqx``."""
+    return load_params(plant_parameters(cfg)[0], path)
+
+
 def load_fitted(cfg: Config, path: str | Path) -> AbstractModel:
     """The plant model of ``cfg`` with the parameters fitted by ``jtwin train`` (``params.eqx``) loaded."""
-    params, to_model = plant_parameters(cfg)
-    params = load_params(params, path)
+    params, to_model = load_fitted_parameters(cfg, path), plant_parameters(cfg)[1]
     return params if to_model is None else to_model(params)
 
 
