@@ -39,6 +39,18 @@ from . import (  # noqa: E402
 from . import kpi, simulate, twin  # noqa: E402  (the closed loop, built on the packages above)
 from .twin import Twin, TwinState  # noqa: E402
 
+_LAZY = ("report", "serve")  # imported on first use: serving and plotting are not needed to build twins
+
+
+def __getattr__(name: str):
+    """``jt.serve`` / ``jt.report`` after a plain ``import jtwin``, imported on first access."""
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "control",
     "distributed",
@@ -53,6 +65,8 @@ __all__ = [
     "uncertainty",
     "validation",
     "kpi",
+    "report",
+    "serve",
     "simulate",
     "twin",
     "Twin",
