@@ -36,8 +36,8 @@ def _cmd_drift(args: argparse.Namespace) -> int:
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .run import build_estimator
-    from .schedule import cli_report, parse_duration
+    from .run import build_estimator, build_twin, disturbance_series
+    from .schedule import cli_report, parse_duration, utilisation
 
     durations = {}
     for flag, text in (("--period", args.period), ("--comm-time", args.comm_time)):
@@ -48,11 +48,21 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
             durations[flag] = parse_duration(text)
         except ValueError as exc:
             raise ValueError(f"{flag}: {exc}") from exc
+    utilisation("--u-other", args.u_other)
     cfg = load_config(args.config)
     model = cfg.plant.build()
+    twin = build_twin(cfg, model)
+    forecast = disturbance_series(cfg, model, twin.horizon) if model.disturbance_dim else None
     print(
         cli_report(
-            model, build_estimator(cfg), durations["--period"], u_other=args.u_other, comm_time=durations["--comm-time"]
+            model,
+            build_estimator(cfg),
+            durations["--period"],
+            twin=twin,
+            mean0=cfg.simulation.x0,
+            disturbances=forecast,
+            u_other=args.u_other,
+            comm_time=durations["--comm-time"],
         )
     )
     return 0
@@ -84,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--ref", required=True, help="reference log (CSV: r_* columns are residuals; or NPZ with x, r)")
     drift.add_argument("--new", required=True, help="current log, same columns as --ref")
     drift.set_defaults(func=_cmd_drift)
-    sched = sub.add_parser("schedule", help="does the configured twin's estimator step meet its period here (EDF)?")
+    sched = sub.add_parser("schedule", help="does the configured twin's step (estimator + MPC) meet its period here (EDF)?")
     sched.add_argument("config", help="TOML config (plant and [estimator])")
-    sched.add_argument("--period", required=True, help="control period, e.g. 20ms, 0.5s")
-    sched.add_argument("--u-other", type=float, default=0.0, help="utilisation of the other tasks on the processor")
+    sched.add_argument("--period", required=True, help="control period with its unit: 20ms, 0.5s, 1h")
+    sched.add_argument(
+        "--u-other", type=float, default=0.0, help="utilisation of the other tasks on the processor, in [0, 1] (default 0)"
+    )
     sched.add_argument("--comm-time", default=None, help="communication time per loop, e.g. 0.5ms (default none)")
     sched.set_defaults(func=_cmd_schedule)
     from .serve import add_cli as add_serve_cli

@@ -61,6 +61,9 @@ def test_edf_utilisation_test():
         (lambda: schedule.max_state_dim(200, float("nan"), 0.02, 0.5, 0.0005), "flops_per_s"),
         (lambda: schedule.edf_schedulable([1, 2], [3]), "periods"),
         (lambda: schedule.parse_duration("20 fortnights"), "duration"),
+        (lambda: schedule.parse_duration("20"), "has no unit"),
+        (lambda: schedule.max_state_dim(200, 1e9, 0.02, 1.5, 0.0005), r"u_other: expected a utilisation in \[0, 1\]"),
+        (lambda: schedule.schedule_report(_covariance_predict, 4, "20ms", u_other=1.5), "u_other"),
     ],
 )
 def test_bad_input_raises(call, match):
@@ -72,7 +75,8 @@ def test_parse_duration():
     assert schedule.parse_duration("20ms") == pytest.approx(0.02)
     assert schedule.parse_duration("0.5 ms") == pytest.approx(5e-4)
     assert schedule.parse_duration("250us") == pytest.approx(2.5e-4)
-    assert schedule.parse_duration("2") == 2.0
+    assert schedule.parse_duration("5min") == 300.0 and schedule.parse_duration("1h") == 3600.0
+    assert schedule.parse_duration(2) == 2.0  # a Python number is seconds; a string needs its unit
 
 
 def _covariance_predict(n):
@@ -127,4 +131,21 @@ def test_estimator_step_cost_and_cli_report():
     assert np.all(np.diff(cost.flops) > 0) and cost.k > 1
     model = jt.models.LinearModel(0.9 * np.eye(6), None, np.eye(6), 0.01 * np.eye(6), 0.1 * np.eye(6))
     text = schedule.cli_report(model, estimator, "20ms", ns=[4, 8], repeats=2)
-    assert "configured step (n = 6)" in text
+    assert "estimator step (n = 6)" in text and "twin step" not in text
+
+
+def test_cli_report_times_the_whole_twin_step_with_the_mpc():
+    """The deadline is checked with the worst whole twin step (KF + MPC), which the MPC dominates."""
+    import re
+
+    model = jt.models.LinearModel(0.9 * np.eye(2), 0.1 * np.eye(2), np.eye(2), 0.01 * np.eye(2), 0.1 * np.eye(2))
+    twin = jt.twin.Twin.from_linear_model(model, jt.estimation.KF(), 8, Q=np.eye(2), R=0.1 * np.eye(2),
+                                          xref=[1.0, -1.0], umin=-1.0, umax=1.0, alpha=0.1)
+    text = schedule.cli_report(model, jt.estimation.KF(), "20ms", twin=twin, mean0=[0.0, 0.0], u_other=0.25,
+                               ns=[2, 4], repeats=5)
+    number = lambda pattern: float(re.search(pattern, text).group(1))
+    worst, estimator = number(r"worst ([0-9.]+) ms"), number(r"estimator step \(n = 2\): \S+ flops, ([0-9.]+) ms")
+    assert worst > estimator  # the MPC's ADMM solve costs more than the 2-state Kalman step
+    assert number(r"with C = ([0-9.]+) ms \(worst twin step\)") == worst
+    assert number(r"C/T = ([0-9.]+)") == pytest.approx(0.25 + worst / 20, abs=2e-4)
+    assert "reserved" in text.splitlines()[-1]

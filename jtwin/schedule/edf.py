@@ -73,9 +73,17 @@ def _loop_parameters(k, flops_per_s, period, u_other, comm_time) -> tuple[Fracti
         _exact("k", k, positive=True),
         _exact("flops_per_s", flops_per_s, positive=True),
         _exact("period", period, positive=True),
-        _exact("u_other", u_other),
+        utilisation("u_other", u_other),
         _exact("comm_time", comm_time),
     )
+
+
+def utilisation(name: str, value) -> Fraction:
+    """``value`` as an exact utilisation, which must lie in ``[0, 1]`` (the share of the processor other tasks use)."""
+    u = _exact(name, value)
+    if u > 1:
+        raise ValueError(f"{name}: expected a utilisation in [0, 1] (a share of the processor), got {value!r}")
+    return u
 
 
 def twin_schedulable(n: int, k: float, flops_per_s: float, period: float, u_other: float, comm_time: float) -> bool:

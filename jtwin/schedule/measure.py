@@ -51,6 +51,26 @@ def time_compiled(compiled, args: tuple, repeats: int = 20) -> float:
     return float(np.median(times))
 
 
+def time_loop(compiled, args: tuple, repeats: int = 20, carry: int = 1, warmup: int = 3) -> np.ndarray:
+    """Wall times [s] of ``repeats`` consecutive calls of ``compiled(*args)``, each fed the previous call's
+    output ``[carry]`` as its argument ``carry``: a stateful step run as its loop runs it.
+
+    ``warmup`` calls run first, untimed: the first executions of a compiled step that takes new
+    branches (a warm-started solver, a filter leaving its prior) cost one-time setup, not loop time.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats: expected a positive integer, got {repeats}")
+    args = list(args)
+    for _ in range(warmup):
+        args[carry] = jax.block_until_ready(compiled(*args))[carry]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        args[carry] = jax.block_until_ready(compiled(*args))[carry]
+        times.append(time.perf_counter() - start)
+    return np.asarray(times)
+
+
 def measure_step(fn: Callable, args: tuple, repeats: int = 20) -> tuple[float, float]:
     """``(flops, seconds)`` of one call of ``jax.jit(fn)(*args)``: XLA flop count and median wall time."""
     compiled = jax.jit(fn).lower(*args).compile()
