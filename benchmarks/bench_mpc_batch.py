@@ -34,6 +34,7 @@ import scipy.sparse as sp
 
 import jtwin  # noqa: F401  (float64)
 from jtwin.control import LinearMPC
+from jtwin.qp import is_successful
 from jtwin.control.mpc import _offsets
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "mpc_batch.json"
@@ -151,7 +152,7 @@ def main():
     compile_s = time.perf_counter() - t0
     batch_s = timeit(lambda: solve(x0s), 7)
     u0_jt = np.asarray(sols.u[:, 0])
-    status_jt = np.asarray(sols.status)
+    status_jt = np.asarray(is_successful(sols.status))
 
     tight = make_mpc(plant, "auto", 1e-9)
     u0_ref = np.asarray(jax.jit(jax.vmap(tight.solve))(x0s).u[:, 0])
@@ -184,7 +185,7 @@ def main():
             max_abs_du0_vs_reference=float(np.max(np.abs(u0_os - u0_ref))),
         )
     best = min(osqp_runs.values(), key=lambda r: r["seconds"])
-    f32_ok = bool(np.all(np.asarray(sols32.status) == 1) and np.max(np.abs(u0_32 - u0_ref)) <= 1e-3)
+    f32_ok = bool(np.all(np.asarray(is_successful(sols32.status))) and np.max(np.abs(u0_32 - u0_ref)) <= 1e-3)
 
     # single-solve latency (jitted call) vs one OSQP update+solve
     single = jax.jit(lambda x: mpc.solve(x))
@@ -218,7 +219,7 @@ def main():
             seconds=batch_s,
             solves_per_s=batch / batch_s,
             compile_seconds=compile_s,
-            solved=int(np.sum(status_jt == 1)),
+            solved=int(np.sum(status_jt)),
             max_iterations=int(np.max(np.asarray(sols.iterations))),
             mean_iterations=float(np.mean(np.asarray(sols.iterations))),
             max_abs_du0_vs_reference=float(np.max(np.abs(u0_jt - u0_ref))),
@@ -226,7 +227,7 @@ def main():
         jtwin_float32=dict(
             seconds=f32_s,
             solves_per_s=batch / f32_s,
-            solved=int(np.sum(np.asarray(sols32.status) == 1)),
+            solved=int(np.sum(np.asarray(is_successful(sols32.status)))),
             max_iterations=int(np.max(np.asarray(sols32.iterations))),
             max_abs_du0_vs_reference=float(np.max(np.abs(u0_32 - u0_ref))),
             meets_tolerance_and_accuracy=f32_ok,

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 import jtwin  # noqa: F401  (float64)
 from jtwin.control import TubeMPC
+from jtwin.qp import is_successful
 from jtwin.uncertainty import Polytope
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "robust.json"
@@ -101,7 +102,7 @@ def main(quick: bool = False) -> dict:
         setup_seconds=setup_s,
         nominal=dict(
             jtwin_solves_per_s=batch / jax_s, osqp_solves_per_s=batch / osqp_s, speedup=osqp_s / jax_s,
-            jtwin_solved=int(np.sum(np.asarray(sols.status) == 1)), osqp_solved=int(solved),
+            jtwin_solved=int(np.sum(np.asarray(is_successful(sols.status)))), osqp_solved=int(solved),
             max_abs_u0_error_vs_clarabel=dict(jtwin=err_jtwin, osqp=err_osqp, problems=len(ref)),
         ),  # fmt: skip
         closed_loop=dict(sequences=seqs, steps=steps, seconds=sim_s, sequence_steps_per_s=seqs * steps / sim_s),

@@ -29,6 +29,7 @@ A config describes a plant and how to run it::
     cov0 = 1.0                   # initial covariance cov0 * I
     [controller]
     kind = "mpc"                 # the twin's LinearMPC on the measured states
+    solver = "admm"              # the MPC's QP solver: admm | ipm | fista (jtwin.qp.SOLVERS)
     horizon = 24
     setpoint = 21.0              # reference for the measured states (a number, or one per measured state)
     q = 1.0                      # tracking weight
@@ -64,7 +65,7 @@ import numpy as np
 
 from .learn.options import TrainOptions
 from .models import library
-from .qp.admm import ADAPTIVE_RHO_RULES
+from .qp.registry import SOLVERS, make_solver
 
 PLANTS = {
     "building": library.building_model,
@@ -137,8 +138,10 @@ class ControllerConfig:
     number or one per input.  Nonlinear plants: the MPC is linearised at ``(x_op, u_op)`` (both or
     neither; default the steady state with the measured states at the setpoint).  ``precision``:
     ``"float32"`` runs the MPC's QP in single precision (about twice the batched throughput; needs
-    ``eps`` >= 1e-4) while the model and the estimator stay in float64.  ``adaptive_rho_rule``,
-    ``adaptive_rho_tolerance``: the ADMM step-size adaptation (:func:`jtwin.qp.solve_qp`)."""
+    ``eps`` >= 1e-4) while the model and the estimator stay in float64.  ``solver``: the MPC's QP
+    solver (``"admm"``, ``"ipm"``, ``"fista"``: :data:`jtwin.qp.SOLVERS`) with tolerance ``eps`` and
+    ``max_iter``; ``adaptive_rho_rule``, ``adaptive_rho_tolerance``: ADMM's step-size adaptation
+    (:class:`jtwin.qp.ADMM`; empty / 0: the solver's default)."""
 
     kind: str = "mpc"
     setpoint: float | tuple[float, ...] = field(default=0.0, metadata=VECTOR)
@@ -158,8 +161,16 @@ class ControllerConfig:
     x_op: tuple[float, ...] | None = None
     u_op: tuple[float, ...] | None = None
     precision: str = "float64"  # the MPC's QP in "float64" or "float32" (model and estimator stay float64)
-    adaptive_rho_rule: str = "osqp"  # the ADMM step-size rule: "osqp" or "residual" (jtwin.qp.solve_qp)
-    adaptive_rho_tolerance: float = 5.0
+    solver: str = "admm"  # the MPC's QP solver: "admm" | "ipm" | "fista" (jtwin.qp.SOLVERS)
+    adaptive_rho_rule: str = ""  # ADMM only: "osqp" or "residual" ("": the solver's default, "osqp")
+    adaptive_rho_tolerance: float = 0.0  # ADMM only (0: the solver's default, 5)
+
+    def qp_solver(self):
+        """The MPC's QP solver object (:func:`jtwin.qp.make_solver`) with this table's options."""
+        return make_solver(
+            self.solver, eps_abs=self.eps, eps_rel=self.eps, max_iter=self.max_iter,
+            adaptive_rho_rule=self.adaptive_rho_rule or None, adaptive_rho_tolerance=self.adaptive_rho_tolerance or None,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -286,12 +297,12 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
     if (ctrl.x_op is None) != (ctrl.u_op is None):
         given, missing = ("x_op", "u_op") if ctrl.u_op is None else ("u_op", "x_op")
         raise ConfigError(f"controller.{missing}: needed with controller.{given} (give both or neither)")
-    if ctrl.adaptive_rho_rule not in ADAPTIVE_RHO_RULES:
-        raise ConfigError(
-            f"controller.adaptive_rho_rule: expected one of {list(ADAPTIVE_RHO_RULES)}, got {ctrl.adaptive_rho_rule!r}"
-        )
-    if not ctrl.adaptive_rho_tolerance >= 1.0:
-        raise ConfigError(f"controller.adaptive_rho_tolerance: expected a number >= 1, got {ctrl.adaptive_rho_tolerance}")
+    if ctrl.solver not in SOLVERS:
+        raise ConfigError(f"controller.solver: expected one of {list(SOLVERS)}, got {ctrl.solver!r}")
+    try:  # the solver checks its own options (one place for them)
+        ctrl.qp_solver()
+    except ValueError as exc:
+        raise ConfigError(f"controller.{exc}") from exc
     if ctrl.precision not in PRECISIONS:
         raise ConfigError(f"controller.precision: expected one of {list(PRECISIONS)}, got {ctrl.precision!r}")
     if ctrl.precision == "float32" and ctrl.eps < 1e-4:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .control import LinearMPC
-from .qp import MAX_ITER, SOLVED, status_name
+from .qp import is_successful, status_name
 from .simulate import Rollout
 from .twin import OperatingPoint
 from .uncertainty.risk import cvar
@@ -58,10 +58,9 @@ def scenario_kpis(
 
 
 def failed_solves(status) -> np.ndarray:
-    """Boolean array, True where an MPC solve's ``status`` is a failure: neither solved nor stopped at
-    ``max_iter`` (the one rule for ``solver_failures``)."""
-    status = np.asarray(status)
-    return (status != SOLVED) & (status != MAX_ITER)
+    """Boolean array, True where an MPC solve's ``status`` is a failure (not :func:`jtwin.qp.is_successful`;
+    the one rule for ``solver_failures``)."""
+    return ~np.asarray(is_successful(status))
 
 
 def solve_outcomes(status) -> dict[str, int]:

@@ -22,7 +22,7 @@ from .models.library import load_tmy3_greensboro
 from .report.timing import CompileTimer
 from .report.vocabulary import PlantVocabulary, vocabulary
 from .simulate import Rollout, make_scenarios, simulate
-from .qp import SOLVED, status_name
+from .qp import is_successful, status_name
 from .twin import Twin
 
 
@@ -96,7 +96,7 @@ def operating_point(
         )
     select = np.eye(model.state_dim)[measured]
     ss = steady_state(model, x_guess, u_guess, select, setpoint, d=d_op)
-    if int(ss.status) != SOLVED:
+    if not bool(is_successful(ss.status)):
         raise ConfigError(
             f"controller.setpoint: no steady state of the {cfg.plant.kind} plant found with the measured states at "
             f"{list(setpoint)} (Newton from simulation.x0: {status_name(ss.status)}, "
@@ -151,11 +151,7 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
         alpha=c.alpha,
         beta=c.beta,
         rho=c.rho,
-        eps_abs=c.eps,
-        eps_rel=c.eps,
-        max_iter=c.max_iter,
-        adaptive_rho_rule=c.adaptive_rho_rule,
-        adaptive_rho_tolerance=c.adaptive_rho_tolerance,
+        solver=c.qp_solver(),
     )
     sync = dict(delay=cfg.sync.delay, compensate=cfg.sync.compensate)
     if linear:

@@ -28,6 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .models import AbstractModel
+from .qp import RESULTS
 from .twin import Twin, TwinState
 
 
@@ -91,7 +92,7 @@ class Rollout(eqx.Module):
     y: Float[Array, "S T ny"]
     u: Float[Array, "S T m"]
     xhat: Float[Array, "S T n"]
-    status: Int[Array, "S T"]
+    status: RESULTS  # [S, T]
     nis: Float[Array, "S T"]
     measured: Int[Array, "S T"]
 
@@ -263,5 +264,5 @@ def simulate(
             bar.update(length)
     if bar is not None:
         bar.close()
-    fields = (jnp.concatenate([o[i] for o in outputs], axis=1)[:count] for i in range(7))
+    fields = jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=1)[:count], *outputs)  # statuses are RESULTS pytrees
     return Rollout(*fields)

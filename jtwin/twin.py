@@ -39,7 +39,7 @@ from .control import LinearMPC, MPCSolution
 from .estimation import Belief, SqrtBelief
 from .estimation.base import validate_gate
 from .models import AbstractModel, LinearModel, linearize
-from .qp import MAX_ITER, SOLVED
+from .qp import RESULTS, is_successful
 
 DEFAULT_GATE = 1e-4
 """The twin's default χ² gate level α: a consistent filter rejects a correct measurement with probability α
@@ -247,13 +247,7 @@ class Twin(eqx.Module):
             failures=zero,
             k=zero,
             prior=Belief(mean0, cov0),
-            rejected=zero,
-            reset=zero,
-            fallback=zero,
-            rejections=zero,
-            resets=zero,
-            fallbacks=zero,
-            streak=zero,
+            **dict.fromkeys(("rejected", "reset", "fallback", "rejections", "resets", "fallbacks", "streak"), zero),
         )
 
     def step(
@@ -373,9 +367,10 @@ class Twin(eqx.Module):
         return self.estimator.init(belief.mean, 0.5 * (cov + cov.T) + scale * prior.cov.astype(cov.dtype))
 
 
-def solve_succeeded(status: Int[Array, "*batch"]) -> Bool[Array, "*batch"]:
-    """Whether a solver status gives a usable plan: solved, or stopped at max_iter."""
-    return (status == SOLVED) | (status == MAX_ITER)
+def solve_succeeded(status: RESULTS) -> Bool[Array, "*batch"]:
+    """Whether a solver status gives a usable plan: the library's one rule, :func:`jtwin.qp.is_successful`
+    (a plan stopped at the iteration limit is not used; the twin falls back instead)."""
+    return is_successful(status)
 
 
 def belief_is_healthy(belief: Belief | SqrtBelief) -> Bool[Array, ""]:

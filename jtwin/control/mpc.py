@@ -16,20 +16,21 @@ disturbed state never makes the problem infeasible).  ``Q_N`` defaults to the
 LQR cost-to-go (:func:`jtwin.control.lqr`), ``r_t`` is ``xref`` ([n] constant
 or [N+1, n] time-varying), ``d`` the disturbance forecast [N, p].
 
-Solvers (``method``):
+Solvers (``solver=`` a :mod:`jtwin.qp` solver object, or ``method=`` its name):
 
-* ``"admm"`` (default): the problem is written as a QP for
-  :func:`jtwin.qp.solve_qp` (``½zᵀPz + qᵀz``, so ``P`` is twice the Hessian of
+* ``ADMM()`` / ``"admm"`` (default) and ``InteriorPoint()`` / ``"ipm"``: the problem is written as
+  a QP for :func:`jtwin.qp.solve` (``½zᵀPz + qᵀz``, so ``P`` is twice the Hessian of
   ``J``).  ℓ1 through epigraph slacks ``τ ≥ |u|`` (cost ``α·Στ``) — or, when every
   input box fixes the input's sign (e.g. ``umin ≥ 0``), exactly as the linear cost
   ``α·sign(u)ᵀu`` without slacks — the hinge
   through ``h ≥ 0, h ≥ cᵀu_t − ρ`` (cost ``β·Σh``), soft constraints through
   slacks ``s ≥ 0`` with ``xmin − s ≤ x ≤ xmax + s`` (cost ``w·Σs``).
-* ``"fista"``: accelerated proximal gradient on the condensed inputs with the
+* ``FISTA()`` / ``"fista"``: accelerated proximal gradient on the condensed inputs with the
   exact prox of ``α‖u‖₁ + box + β·hinge`` per step (:mod:`jtwin.qp.prox`);
-  no slacks, no state constraints.
+  no slacks, no state constraints; gradients by implicit differentiation of the
+  proximal-gradient fixed point (:func:`jtwin.qp.attach_fixed_point_gradient`).
 
-Formulation (``formulation``, ADMM only): ``"condensed"`` eliminates the states
+Formulation (``formulation``, QP solvers): ``"condensed"`` eliminates the states
 (variables ``u`` [N·m] + slacks; dense rows for state constraints),
 ``"sparse"`` keeps ``x_1..x_N`` as variables with the dynamics as equality
 rows.  Both are solved with dense linear algebra, so ``"auto"`` picks the one
@@ -53,18 +54,18 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from .. import _checks
-from ..qp import solve_qp
-from ..qp.admm import ADAPTIVE_RHO_RULES
+from ..qp import FISTA, RESULTS, AbstractQPSolver, QPProblem, WarmStart, attach_fixed_point_gradient, solve
 from ..qp.fista import fista, power_iteration
 from ..qp.prox import prox_l1_box, prox_l1_box_hinge
+from ..qp.registry import make_solver, solver_name
 from .lqr import lqr, solve_discrete_are
 
 
 class MPCSolution(eqx.Module):
     """Result of :meth:`LinearMPC.solve`.
 
-    ``u`` [N, m] inputs, ``x`` [N+1, n] the states they produce (simulated
-    exactly from ``x0``), ``status`` the solver's code (:mod:`jtwin.qp.status`),
+    ``u`` [N, m] inputs (inside their boxes), ``x`` [N+1, n] the states they produce (simulated
+    exactly from ``x0``), ``status`` the solver's :class:`jtwin.qp.RESULTS` item,
     ``iterations``, ``objective`` (``J`` above), and the solver's raw primal
     ``z`` and dual ``y`` vectors (``y``: the multipliers of the QP's rows, then
     those of its variable bounds), used as the warm start of the next solve
@@ -73,7 +74,7 @@ class MPCSolution(eqx.Module):
 
     u: Float[Array, "N m"]
     x: Float[Array, "N+1 n"]
-    status: Int[Array, ""]
+    status: RESULTS
     iterations: Int[Array, ""]
     objective: Float[Array, ""]
     z: Float[Array, " nz"]
@@ -97,13 +98,12 @@ class LinearMPC(eqx.Module):
     Array fields (``A, B, E, Q, R, QN, xref, alpha, beta, c, rho, soft_penalty``)
     are differentiable parameters; bounds and the problem structure (which
     states are constrained, whether ℓ1/hinge/soft terms exist) are fixed at
-    construction.  ``method``: ``"admm"`` or ``"fista"``; ``formulation``:
-    ``"auto"``, ``"condensed"`` or ``"sparse"``; ``differentiation``:
-    ``"implicit"`` or ``"unrolled"`` (ADMM) — FISTA differentiates unrolled.
-    ``eps_abs, eps_rel, max_iter, polish, adaptive_rho_rule,
-    adaptive_rho_tolerance`` go to :func:`jtwin.qp.solve_qp` (``"residual"``
-    with tolerance 2 suits QPs with large ℓ1/hinge penalties: 2.5× fewer ADMM
-    iterations in the building twin's closed loop).
+    construction.  ``solver``: a :mod:`jtwin.qp` solver object (``ADMM(...)``,
+    ``InteriorPoint(...)``, ``FISTA(...)``); or ``method`` (``"admm"``, ``"ipm"``, ``"fista"``)
+    with the solver's options as keywords — ``eps_abs, eps_rel, max_iter, differentiation``
+    and, for ADMM, ``polish, adaptive_rho_rule, adaptive_rho_tolerance`` (``None``: the
+    solver's default; see the README for when ``adaptive_rho_rule="residual"`` pays).
+    ``formulation``: ``"auto"``, ``"condensed"`` or ``"sparse"``.
     """
 
     A: Float[Array, "n n"]
@@ -123,15 +123,8 @@ class LinearMPC(eqx.Module):
     rho: Float[Array, ""]
     soft_penalty: Float[Array, ""]
     horizon: int = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    solver: AbstractQPSolver
     formulation: str = eqx.field(static=True)
-    differentiation: str = eqx.field(static=True)
-    eps_abs: float = eqx.field(static=True)
-    eps_rel: float = eqx.field(static=True)
-    max_iter: int = eqx.field(static=True)
-    polish: bool = eqx.field(static=True)
-    adaptive_rho_rule: str = eqx.field(static=True)
-    adaptive_rho_tolerance: float = eqx.field(static=True)
     use_l1: bool = eqx.field(static=True)
     l1_sign: tuple[float, ...] | None = eqx.field(static=True)
     use_hinge: bool = eqx.field(static=True)
@@ -158,28 +151,16 @@ class LinearMPC(eqx.Module):
         E=None,
         *,
         soft_penalty=None,
-        method: str = "admm",
+        solver: AbstractQPSolver | None = None,
+        method: str | None = None,
         formulation: str = "auto",
-        differentiation: str = "implicit",
-        eps_abs: float = 1e-4,
-        eps_rel: float = 1e-4,
-        max_iter: int = 4000,
-        polish: bool = False,
-        adaptive_rho_rule: str = "osqp",
-        adaptive_rho_tolerance: float = 5.0,
+        **solver_options,
     ):
         if not (isinstance(horizon, int) and horizon >= 1):
             raise ValueError(f"horizon: expected a positive int, got {horizon!r}")
-        if method not in ("admm", "fista"):
-            raise ValueError(f"method: expected 'admm' or 'fista', got {method!r}")
         if formulation not in ("auto", "condensed", "sparse"):
             raise ValueError(f"formulation: expected 'auto', 'condensed' or 'sparse', got {formulation!r}")
-        if differentiation not in ("implicit", "unrolled"):
-            raise ValueError(f"differentiation: expected 'implicit' or 'unrolled', got {differentiation!r}")
-        if adaptive_rho_rule not in ADAPTIVE_RHO_RULES:
-            raise ValueError(f"adaptive_rho_rule: expected one of {list(ADAPTIVE_RHO_RULES)}, got {adaptive_rho_rule!r}")
-        if not adaptive_rho_tolerance >= 1.0:
-            raise ValueError(f"adaptive_rho_tolerance: expected a number >= 1, got {adaptive_rho_tolerance}")
+        self.solver = controller_solver(solver, method, solver_options)
         A = _checks.as_array("A", A, (None, None))
         n = A.shape[0]
         self.A = _checks.as_array("A", A, (n, n))
@@ -214,11 +195,9 @@ class LinearMPC(eqx.Module):
         self.l1_sign = tuple(map(float, sign)) if l1 and np.all(sign != 0) else None
         self.use_l1 = l1 and self.l1_sign is None
         self.use_hinge = not (_checks.is_concrete(self.beta) and float(self.beta) == 0.0)
-        self.horizon, self.method, self.differentiation = N, method, differentiation
-        self.eps_abs, self.eps_rel, self.max_iter, self.polish = float(eps_abs), float(eps_rel), int(max_iter), polish
-        self.adaptive_rho_rule, self.adaptive_rho_tolerance = adaptive_rho_rule, float(adaptive_rho_tolerance)
-        if method == "fista" and self._constrained_states().size:
-            raise ValueError("xmin, xmax: method='fista' handles input constraints only; use method='admm'")
+        self.horizon = N
+        if self.method == "fista" and self._constrained_states().size:
+            raise ValueError("xmin, xmax: the FISTA solver (method='fista') handles input constraints only; use ADMM or InteriorPoint")
         self.formulation = self._choose_formulation(formulation)
 
     # ------------------------------------------------------------------ structure
@@ -226,6 +205,11 @@ class LinearMPC(eqx.Module):
     @property
     def n(self) -> int:
         return self.A.shape[0]
+
+    @property
+    def method(self) -> str:
+        """The solver's registered name: ``"admm"``, ``"ipm"`` or ``"fista"``."""
+        return solver_name(self.solver)
 
     @property
     def m(self) -> int:
@@ -441,50 +425,54 @@ class LinearMPC(eqx.Module):
 
     def _solve(self, x0, d, ref, warm_start) -> MPCSolution:
         N = self.horizon
-        if self.method == "fista":
+        if isinstance(self.solver, FISTA):
             return self._solve_fista(x0, d, ref, warm_start)
         P, q, Aqp, l, u = self._qp(x0, d, ref)
         lb, ub = (jnp.asarray(b, x0.dtype) for b in self._var_bounds(self.formulation))
         nr = Aqp.shape[0]
-        ws = None if warm_start is None else (warm_start.z, warm_start.y[:nr], warm_start.y[nr:])
-        sol = solve_qp(
-            P, q, Aqp, l, u, lb=lb, ub=ub,
-            eps_abs=self.eps_abs, eps_rel=self.eps_rel, max_iter=self.max_iter,
-            warm_start=ws, polish=self.polish, differentiation=self.differentiation,
-            adaptive_rho_rule=self.adaptive_rho_rule, adaptive_rho_tolerance=self.adaptive_rho_tolerance,
-        )  # fmt: skip
+        ws = None if warm_start is None else WarmStart(x=warm_start.z, y=warm_start.y[:nr], y_bound=warm_start.y[nr:])
+        sol = solve(self.solver, QPProblem(P, q, Aqp, l, u, lb, ub), ws)
         voff = _offsets(self._var_blocks(self.formulation), N)
         U = sol.x[voff["u"] : voff["u"] + N * self.m].reshape(N, self.m)
         y = jnp.concatenate([sol.y, sol.y_bound])
         return self._finish(x0, d, ref, U, sol.status, sol.iterations, sol.x, y)
 
-    def _solve_fista(self, x0, d, ref, warm_start) -> MPCSolution:
+    def _condensed(self, x0, d, ref):
+        """Condensed cost ``UᵀHU + gᵀU + const`` of the ℓ2 terms: ``H`` [N·m, N·m], ``g`` [N·m]."""
         N, n, m = self.horizon, self.n, self.m
         Phi, Gam, Gam_d = self._prediction()
         G = Gam.reshape(N * n, N * m)
         Wbar = jax.scipy.linalg.block_diag(*self._stage_weights())
         H = G.T @ Wbar @ G + jnp.kron(jnp.eye(N, dtype=x0.dtype), self.R)
         free = (jnp.einsum("tij,j->ti", Phi, x0) + jnp.einsum("tikl,kl->ti", Gam_d, d)).reshape(N * n)
-        g = 2.0 * G.T @ (Wbar @ (free - ref[1:].reshape(N * n)))
+        return H, 2.0 * G.T @ (Wbar @ (free - ref[1:].reshape(N * n)))
+
+    def _prox(self, V, t):
+        """``prox_{t(α‖·‖₁ + β·hinge + box)}`` of the stacked inputs ``V`` [N·m], stage by stage."""
+        N, m = self.horizon, self.m
+        lo, hi = (jnp.asarray(b, V.dtype) for b in self._bounds()[:2])
+        V = V.reshape(N, m)
+        if self.use_hinge:
+            out = jax.vmap(lambda v: prox_l1_box_hinge(v, t, self.alpha, lo, hi, self.beta, self.c, self.rho))(V)
+        else:
+            out = prox_l1_box(V, t, self.alpha, lo, hi)
+        return out.reshape(N * m)
+
+    def _solve_fista(self, x0, d, ref, warm_start) -> MPCSolution:
+        N, m = self.horizon, self.m
+        solver = self.solver
+        unrolled = solver.differentiation == "unrolled"
+        inputs = (self, x0, d, ref) if unrolled else jax.lax.stop_gradient((self, x0, d, ref))
+        H, g = inputs[0]._condensed(*inputs[1:])
         start = jax.random.normal(jax.random.PRNGKey(0), (N * m,), x0.dtype)
-        L = 2.0 * power_iteration(lambda v: H @ v, start)
-        lo, hi = (jnp.asarray(b, x0.dtype) for b in self._bounds()[:2])
-
-        def prox(V, t):
-            V = V.reshape(N, m)
-            if self.use_hinge:
-                out = jax.vmap(lambda v: prox_l1_box_hinge(v, t, self.alpha, lo, hi, self.beta, self.c, self.rho))(V)
-            else:
-                out = prox_l1_box(V, t, self.alpha, lo, hi)
-            return out.reshape(N * m)
-
+        step = jax.lax.stop_gradient(1.0 / (2.0 * power_iteration(lambda v: H @ v, start)))
         U0 = jnp.zeros(N * m, x0.dtype) if warm_start is None else warm_start.z
-        tol = min(self.eps_abs, self.eps_rel) * 1e-3
         sol = fista(
-            lambda U: 2.0 * H @ U + g, prox, U0, L,
-            max_iter=self.max_iter, tol=tol, unrolled=self.differentiation == "unrolled",
+            lambda U: 2.0 * H @ U + g, inputs[0]._prox, U0, 1.0 / step,
+            max_iter=solver.max_iter, tol=solver.tolerance, restart=solver.restart, unrolled=unrolled,
         )  # fmt: skip
-        return self._finish(x0, d, ref, sol.x.reshape(N, m), sol.status, sol.iterations, sol.x, jnp.zeros(0, x0.dtype))
+        U = sol.x if unrolled else attach_fixed_point_gradient(_prox_gradient_step, sol.x, (self, x0, d, ref, step))
+        return self._finish(x0, d, ref, U.reshape(N, m), sol.status, sol.iterations, U, jnp.zeros(0, x0.dtype))
 
     def _finish(self, x0, d, ref, U, status, iterations, z, y) -> MPCSolution:
         X = self.simulate(x0, U, d)
@@ -519,7 +507,7 @@ class LinearMPC(eqx.Module):
     def shift(self, solution: MPCSolution) -> MPCSolution:
         """Warm start for the next step: every time-indexed block moved one step ahead, last step repeated."""
         vb = self._var_blocks(self.formulation)
-        rb = self._row_blocks(self.formulation) + vb if self.method == "admm" else ()  # row, then bound multipliers
+        rb = () if isinstance(self.solver, FISTA) else self._row_blocks(self.formulation) + vb  # rows, then bounds
         N = self.horizon
         roll = lambda a: jnp.concatenate([a[1:], a[-1:]])  # noqa: E731
         return MPCSolution(
@@ -536,6 +524,27 @@ class LinearMPC(eqx.Module):
 @eqx.filter_jit
 def _solve_jit(mpc: LinearMPC, x0, d, ref, warm_start) -> MPCSolution:
     return mpc._solve(x0, d, ref, warm_start)
+
+
+def _prox_gradient_step(U, params):
+    """One proximal-gradient step of the FISTA MPC problem, ``U ↦ prox_{tg}(U − t∇f(U))``: its
+    fixed point is the optimum, and its implicit derivative the solution's gradient."""
+    mpc, x0, d, ref, step = params
+    H, g = mpc._condensed(x0, d, ref)
+    return mpc._prox(U - step * (2.0 * H @ U + g), step)
+
+
+def controller_solver(solver: AbstractQPSolver | None, method: str | None, options: dict) -> AbstractQPSolver:
+    """The QP solver of a controller: ``solver`` as given, or ``make_solver(method or "admm", **options)``.
+    Raises ValueError when both, or options next to a solver object, are given."""
+    if solver is not None:
+        if not isinstance(solver, AbstractQPSolver):
+            raise ValueError(f"solver: expected a jtwin.qp solver object (ADMM(), InteriorPoint(), FISTA()), got {solver!r}")
+        given = sorted(k for k, v in options.items() if v is not None) + (["method"] if method is not None else [])
+        if given:
+            raise ValueError(f"{', '.join(given)}: set options on the solver object, not next to solver=")
+        return solver
+    return make_solver("admm" if method is None else method, **options)
 
 
 def _offsets(blocks, N) -> dict[str, int]:

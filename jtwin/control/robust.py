@@ -57,11 +57,11 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from .. import _checks
-from ..qp import solve_qp
+from ..qp import RESULTS, AbstractQPSolver, QPProblem, WarmStart, is_successful, solve
 from ..uncertainty.chance import gaussian_backoff, propagate_covariance
 from ..uncertainty.sets import MRPIOuter, Polytope, mrpi_outer, reachable_support
 from .lqr import lqr
-from .mpc import MPCSolution
+from .mpc import MPCSolution, controller_solver
 from .terminal import TerminalCost, maximal_admissible_set, terminal_cost
 
 
@@ -103,7 +103,9 @@ class PolytopicMPC(eqx.Module):
     ``terminal_cost``: a :class:`~jtwin.control.terminal.TerminalCost` (default
     the LQR cost-to-go); ``models``: a pair ``(As [M, n, n], Bs [M, n, m])`` of
     models under which the constraints must hold (default: ``(A, B)`` only);
-    ``xref`` [n] a constant reference.  Solver options as in :func:`jtwin.qp.solve_qp`.
+    ``xref`` [n] a constant reference.  ``solver``: a :mod:`jtwin.qp` solver object, or ``method`` and its
+    options as keywords (as for :class:`~jtwin.control.LinearMPC`); default ``ADMM(eps_abs=1e-5,
+    eps_rel=1e-5, max_iter=10000, polish=True)``.
     """
 
     A: Float[Array, "n n"]
@@ -127,17 +129,12 @@ class PolytopicMPC(eqx.Module):
     horizon: int = eqx.field(static=True)
     use_l1: bool = eqx.field(static=True)
     use_hinge: bool = eqx.field(static=True)
-    eps_abs: float = eqx.field(static=True)
-    eps_rel: float = eqx.field(static=True)
-    max_iter: int = eqx.field(static=True)
-    polish: bool = eqx.field(static=True)
-    adaptive_rho: bool = eqx.field(static=True)
+    solver: AbstractQPSolver
 
     def __init__(
         self, A, B, horizon: int, Q, R, X=None, U=None, terminal_cost=None, terminal_set=None, models=None,
         xref=None, alpha=0.0, beta=0.0, c=None, rho=0.0, *,
-        eps_abs: float = 1e-5, eps_rel: float = 1e-5, max_iter: int = 10000, polish: bool = True,
-        adaptive_rho: bool = True,
+        solver: AbstractQPSolver | None = None, method: str | None = None, **solver_options,
     ):  # fmt: skip
         if not (isinstance(horizon, int) and horizon >= 1):
             raise ValueError(f"horizon: expected a positive int, got {horizon!r}")
@@ -169,8 +166,9 @@ class PolytopicMPC(eqx.Module):
         self.c = jnp.ones(m) if c is None else _checks.as_array("c", c, (m,))
         self.use_l1, self.use_hinge = float(alpha) > 0, float(beta) > 0
         self.horizon = horizon
-        self.eps_abs, self.eps_rel, self.max_iter, self.polish = float(eps_abs), float(eps_rel), int(max_iter), bool(polish)
-        self.adaptive_rho = bool(adaptive_rho)
+        if solver is None and method in (None, "admm"):
+            solver_options = {"eps_abs": 1e-5, "eps_rel": 1e-5, "max_iter": 10000, "polish": True} | solver_options
+        self.solver = controller_solver(solver, method, solver_options)
 
     @property
     def n(self) -> int:
@@ -278,11 +276,8 @@ class PolytopicMPC(eqx.Module):
 
     def _solve(self, x0, bx, bu, warm_start) -> MPCSolution:
         P, q, A, lo, up = self._qp(x0, bx, bu)
-        ws = None if warm_start is None else (warm_start.z, warm_start.y)
-        sol = solve_qp(
-            P, q, A, lo, up, eps_abs=self.eps_abs, eps_rel=self.eps_rel, max_iter=self.max_iter,
-            warm_start=ws, polish=self.polish, adaptive_rho=self.adaptive_rho,
-        )  # fmt: skip
+        ws = None if warm_start is None else WarmStart(x=warm_start.z, y=warm_start.y, y_bound=jnp.zeros_like(warm_start.z))
+        sol = solve(self.solver, QPProblem(P, q, A, lo, up), ws)
         N, m = self.horizon, self.m
         U = sol.x[: N * m].reshape(N, m)
         X = self.simulate(x0, U)
@@ -341,7 +336,7 @@ class TubeState(eqx.Module):
     """Controller state: nominal ``z`` [n] and ``age`` (steps since ``z`` was last set to the measured x).
 
     The nominal QP is solved cold each step: near the origin the shifted warm start
-    made ADMM's adaptive ρ diverge (status ``MAX_ITER``), and cold solves there take
+    made ADMM's adaptive ρ diverge (status ``max_iterations_reached``), and cold solves there take
     a few dozen iterations.
     """
 
@@ -355,7 +350,7 @@ class TubeRollout(eqx.Module):
     x: Float[Array, "S T+1 n"]
     u: Float[Array, "S T m"]
     z: Float[Array, "S T+1 n"]
-    status: Int[Array, "S T"]
+    status: RESULTS
 
 
 class TubeMPC(eqx.Module):
@@ -422,7 +417,8 @@ class TubeMPC(eqx.Module):
             return self.nominal._solve(state.z, *self.backoffs(state.age), None), state.z, state.age
         z0s, ages = jnp.stack([state.z, x]), jnp.stack([state.age, jnp.zeros_like(state.age)])
         sols = jax.vmap(lambda z, a: self.nominal._solve(z, *self.backoffs(a), None))(z0s, ages)
-        use_x = (sols.status[1] == 1) & ((sols.status[0] != 1) | (sols.objective[1] <= sols.objective[0]))
+        ok = is_successful(sols.status)
+        use_x = ok[1] & (~ok[0] | (sols.objective[1] <= sols.objective[0]))
         pick = lambda a: jnp.where(use_x, a[1], a[0])  # noqa: E731
         return jax.tree_util.tree_map(pick, sols), pick(z0s), pick(ages)
 
@@ -482,7 +478,7 @@ class TubeMPC(eqx.Module):
             return jnp.concatenate([xs, xT[None]]), us
 
         xs, us = jax.vmap(plant)(w)
-        return TubeRollout(x=xs, u=us, z=jnp.broadcast_to(zs, (S, T + 1, zs.shape[-1])), status=jnp.broadcast_to(status, (S, T)))
+        return TubeRollout(x=xs, u=us, z=jnp.broadcast_to(zs, (S, T + 1, zs.shape[-1])), status=jax.tree.map(lambda v: jnp.broadcast_to(v, (S, T)), status))
 
 
 @eqx.filter_jit

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
-from ..qp.status import MAX_ITER, NUMERICAL_ERROR, SOLVED, status_name
+from ..qp.results import CODES, RESULTS, from_code, is_successful, status_name
 
-RUNNING = 0
+RUNNING = -1  # loop code while iterating (the RESULTS codes are >= 0)
 """Internal: the loop has not stopped yet (never returned)."""
 
 
@@ -44,7 +44,7 @@ class ADMMHistory(eqx.Module):
         objective: the objective value per iteration, ``(K,)`` (see the driver for which point).
         rho: the penalty ρ used in each iteration, ``(K,)``.
         iterations: number of iterations run, ``()``.
-        status: ``jtwin.qp.status`` code: ``SOLVED``, ``MAX_ITER`` or ``NUMERICAL_ERROR`` (non-finite iterate).
+        status: a :class:`jtwin.qp.RESULTS` item: successful, max_iterations_reached or numerical_error (non-finite iterate).
         x: final local iterates, ``(N, n)``.
         dual: final dual variables, ``(N, n)`` (scaled ``u_i`` for consensus, ``α_i`` for decentralised).
     """
@@ -54,24 +54,24 @@ class ADMMHistory(eqx.Module):
     objective: Float[Array, " K"]
     rho: Float[Array, " K"]
     iterations: Int[Array, ""]
-    status: Int[Array, ""]
+    status: RESULTS
     x: Float[Array, "N n"]
     dual: Float[Array, "N n"]
 
     @property
     def status_name(self) -> str:
-        """``"solved"``, ``"max_iter"`` or ``"numerical_error"`` (outside jit)."""
-        return status_name(np.asarray(self.status))
+        """``"successful"``, ``"max_iterations_reached"`` or ``"numerical_error"`` (outside jit)."""
+        return status_name(self.status)
 
     @property
     def converged(self) -> bool:
         """True when the primal and dual residual tests passed (outside jit)."""
-        return int(self.status) == SOLVED
+        return bool(is_successful(self.status))
 
 
 def iterate(
     step: Callable[[PyTree], tuple[PyTree, Metrics]], state: PyTree, iterations: int, dtype
-) -> tuple[PyTree, Int[Array, ""], Int[Array, ""], Float[Array, "4 K"]]:
+) -> tuple[PyTree, Int[Array, ""], RESULTS, Float[Array, "4 K"]]:
     """Run ``step`` until ``primal ≤ eps_primal`` and ``dual ≤ eps_dual``, a non-finite metric, or ``iterations``.
 
     Returns ``(state, iterations_run, status, buffers)`` where the rows of
@@ -89,12 +89,12 @@ def iterate(
         buffers = buffers.at[:, k].set(jnp.stack([m.primal, m.dual, m.objective, m.rho]))
         finite = jnp.isfinite(m.primal) & jnp.isfinite(m.dual) & jnp.isfinite(m.objective)
         converged = (m.primal <= m.eps_primal) & (m.dual <= m.eps_dual)
-        status = jnp.where(finite, jnp.where(converged, SOLVED, RUNNING), NUMERICAL_ERROR)
+        status = jnp.where(finite, jnp.where(converged, CODES["successful"], RUNNING), CODES["numerical_error"])
         return k + 1, status, state, buffers
 
     init = (jnp.asarray(0), jnp.asarray(RUNNING), state, buffers)
     k, status, state, buffers = jax.lax.while_loop(running, body, init)
-    return state, k, jnp.where(status == RUNNING, MAX_ITER, status), buffers
+    return state, k, from_code(jnp.where(status == RUNNING, CODES["max_iterations_reached"], status)), buffers
 
 
 def make_history(buffers, iterations_run, status, x, dual) -> ADMMHistory:

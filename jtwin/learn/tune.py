@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from .. import _checks
 from ..models import AbstractModel
-from ..qp import SOLVED
+from ..qp import is_successful
 from ..simulate import Rollout, Scenario, _check_run, rollout
 from ..twin import Twin
 from .params import Selection, leaf_path, trainable_spec
@@ -182,7 +182,7 @@ class TuneProblem(eqx.Module):
         """``(J(θ), fraction of MPC solves not solved)`` over the batch ``scenarios``."""
         out = rollout(self.plant, self.parameters.twin(theta), scenarios, self.samples, self.cov0, chunk=self.chunk)
         value = self.objective(out)
-        return value, jnp.mean(out.status != SOLVED, dtype=value.dtype)
+        return value, jnp.mean(~is_successful(out.status), dtype=value.dtype)
 
 
 @eqx.filter_jit

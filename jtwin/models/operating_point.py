@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from .._checks import as_array
-from ..qp.status import MAX_ITER, NUMERICAL_ERROR, SOLVED
+from ..qp.results import CODES, RESULTS, from_code
 from .base import AbstractModel
 from .linear import LinearModel
 
@@ -78,14 +78,14 @@ def linearize(
 
 class SteadyState(eqx.Module):
     """Result of :func:`steady_state`: ``x`` [n], ``u`` [m] with ``f(x, u, t, d) = x`` and ``S x = r``;
-    ``residual`` the final ``‖(f − x, S x − r)‖∞``, ``iterations``, ``status`` (``SOLVED``,
-    ``MAX_ITER`` or ``NUMERICAL_ERROR``, :mod:`jtwin.qp.status`)."""
+    ``residual`` the final ``‖(f − x, S x − r)‖∞``, ``iterations``, ``status`` (a
+    :class:`jtwin.qp.RESULTS` item: successful, max_iterations_reached or numerical_error)."""
 
     x: Float[Array, " n"]
     u: Float[Array, " m"]
     residual: Float[Array, ""]
     iterations: Int[Array, ""]
-    status: Int[Array, ""]
+    status: RESULTS
 
 
 def steady_state(
@@ -105,8 +105,8 @@ def steady_state(
     Gauss–Newton on ``g(x, u) = (f(x, u, t, d) − x, S x − r)`` [n + k] over ``z = (x, u)``
     [n + m]: ``z ← z − J⁺ g`` with the least-squares (minimum-norm) step, which is Newton's
     step when ``k = m`` (e.g. one setpoint per input).  Stops when
-    ``‖g‖∞ ≤ tol · (1 + ‖z‖∞)`` (``tol`` default ``√eps`` of the dtype) → ``SOLVED``, after
-    ``max_iter`` steps → ``MAX_ITER``, or on a non-finite iterate → ``NUMERICAL_ERROR``.
+    ``‖g‖∞ ≤ tol · (1 + ‖z‖∞)`` (``tol`` default ``√eps`` of the dtype) → ``successful``, after
+    ``max_iter`` steps → ``max_iterations_reached``, or on a non-finite iterate → ``numerical_error``.
     jit-compatible (``lax.while_loop``); check ``status`` before using the result.
     """
     x, u, d = _point(model, x_guess, u_guess, d)
@@ -143,5 +143,6 @@ def steady_state(
     z, g, k = jax.lax.while_loop(cond, body, (z0, residual(z0), jnp.asarray(0, jnp.int32)))
     err, bound = size(z, g)
     finite = jnp.all(jnp.isfinite(z)) & jnp.isfinite(err)
-    status = jnp.where(~finite, NUMERICAL_ERROR, jnp.where(err <= bound, SOLVED, MAX_ITER)).astype(jnp.int32)
+    code = jnp.where(err <= bound, CODES["successful"], CODES["max_iterations_reached"])
+    status = from_code(jnp.where(finite, code, CODES["numerical_error"]))
     return SteadyState(x=z[:n], u=z[n:m + n], residual=err, iterations=k, status=status)

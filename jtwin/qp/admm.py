@@ -22,10 +22,15 @@ explicitly from a Cholesky factorisation (``K ⪰ σI``; it is rebuilt whenever 
 changes) and the x-update is a matrix product — for a batch, one GEMM.
 
 Every ``check_interval`` iterations (a fixed, deterministic schedule) the
-solver evaluates OSQP's unscaled termination test
+solver evaluates OSQP 1.x's unscaled termination test at the iterate with its
+bounded variables projected onto ``[lb, ub]`` (so returned variables always lie
+in their bounds)
 
     ‖Ax − z‖∞ ≤ ε_abs + ε_rel·max(‖Ax‖∞, ‖z‖∞)
     ‖Px + q + Aᵀy‖∞ ≤ ε_abs + ε_rel·max(‖Px‖∞, ‖Aᵀy‖∞, ‖q‖∞)
+    |xᵀPx + qᵀx + S(y)| ≤ ε_abs + ε_rel·max(|xᵀPx|, |qᵀx|, |S(y)|)
+
+(``S(y) = uᵀy⁺ + lᵀy⁻`` the support function of the row bounds: the duality gap)
 
 and the infeasibility certificates of the last step ``δx``, ``δy``.  Every
 ``adaptive_rho_interval`` iterations it forms OSQP's estimate
@@ -57,83 +62,59 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_batching import custom_vmap
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float
 
-from .. import _checks
-from .implicit import attach_kkt_gradient, refined_solve
+from .base import AbstractQPSolver, check_options
+from .implicit import refined_solve
+from .problem import QPProblem, support
+from .results import CODES, from_code
 from .scaling import Scaling, ruiz_equilibrate
-from .status import DUAL_INFEASIBLE, MAX_ITER, NUMERICAL_ERROR, PRIMAL_INFEASIBLE, SOLVED
+from .solution import QPSolution, WarmStart
 
 _RHO_MIN = 1e-6
 _RHO_MAX = 1e6
 _RHO_EQ_OVER_INEQ = 1e3
 ADAPTIVE_RHO_RULES = ("osqp", "residual")  # ρ estimate: OSQP's normalised residual ratio, or the plain one
 _TINY = 1e-30
+_POLISH_NEAR = 1e3  # polishing starts once every residual is within this factor of its threshold
+# loop codes: 0 while a problem runs, then its RESULTS code + 1
+_SOLVED, _PRIMAL_INF, _DUAL_INF, _NUMERICAL = (
+    CODES[k] + 1 for k in ("successful", "primal_infeasible", "dual_infeasible", "numerical_error")
+)
+
+
+class ADMMState(eqx.Module):
+    """ADMM's warm-start state: the final step size ``rho`` (OSQP's solver object keeps ρ between
+    solves; passing a previous solution's state restarts from it) and whether polishing was accepted."""
+
+    rho: Float[Array, ""]
+    polished: Array
 
 
 @dataclasses.dataclass(frozen=True)
-class ADMMSettings:
-    """Static settings of the ADMM solver (hashable; defaults are OSQP's unless noted).
+class _Settings:
+    """Hashable settings of one solve: the :class:`ADMM` options plus what the problem fixes
+    (``bounds``: variable bounds present; ``batch_chunk`` resolved from ``n``)."""
 
-    ``check_interval`` is the fixed number of iterations between termination
-    and infeasibility checks; ``adaptive_rho_interval`` (a multiple of it) the
-    number between ρ estimates.  ``polish`` runs OSQP's active-set polishing
-    (one dense KKT solve with ``polish_refine`` refinement steps).
-    ``unrolled`` replaces the early-stopping ``while_loop`` by a fixed-length
-    ``fori_loop`` so reverse-mode autodiff can run through the iterations.
-    ``bounds``: the problem has variable bounds ``lb ≤ x ≤ ub`` (diagonal rows).
-    ``batch_chunk``: problems per chunk on the shared-matrix batch path.
-    ``adaptive_rho_rule``: ``"osqp"`` (OSQP's normalised residual ratio) or ``"residual"``
-    (the plain ratio ``√(‖r_prim‖∞/‖r_dual‖∞)`` of Boyd et al.'s residual balancing).
-    """
-
-    eps_abs: float = 1e-4
-    eps_rel: float = 1e-4
-    eps_pinf: float = 1e-4
-    eps_dinf: float = 1e-4
-    max_iter: int = 4000
-    sigma: float = 1e-6
-    alpha: float = 1.6
-    scaling: int = 10
-    adaptive_rho: bool = True
-    adaptive_rho_tolerance: float = 5.0
-    adaptive_rho_rule: str = "osqp"
-    check_interval: int = 25
-    adaptive_rho_interval: int = 25
-    polish: bool = False
-    polish_delta: float = 1e-6
-    polish_refine: int = 3
-    unrolled: bool = False
-    bounds: bool = False
-    batch_chunk: int = 256
-
-
-class QPSolution(eqx.Module):
-    """Result of :func:`solve_qp` (unscaled).
-
-    ``x`` [n] primal point, ``y`` [m] constraint multipliers (``y > 0`` on an
-    active upper bound, ``< 0`` on an active lower bound), ``y_bound`` [n] the
-    multipliers of the variable bounds ``lb ≤ x ≤ ub`` (zero without bounds),
-    ``z`` [m] the projection of ``Ax`` onto ``[l, u]``; ``status`` an integer
-    code from :mod:`jtwin.qp.status`; ``iterations`` the ADMM iterations run;
-    ``primal_residual`` ``‖Cx − z‖∞`` and ``dual_residual``
-    ``‖Px + q + Cᵀ[y; y_bound]‖∞``; ``objective`` ``½xᵀPx + qᵀx``; ``rho`` the
-    final (scalar) step size; ``polished`` whether
-    active-set polishing was accepted.
-    For infeasible problems ``x, y`` hold the last iterate (not a solution).
-    """
-
-    x: Float[Array, " n"]
-    y: Float[Array, " m"]
-    y_bound: Float[Array, " n"]
-    z: Float[Array, " m"]
-    status: Int[Array, ""]
-    iterations: Int[Array, ""]
-    primal_residual: Float[Array, ""]
-    dual_residual: Float[Array, ""]
-    objective: Float[Array, ""]
-    rho: Float[Array, ""]
-    polished: Bool[Array, ""]
+    eps_abs: float
+    eps_rel: float
+    eps_pinf: float
+    eps_dinf: float
+    max_iter: int
+    sigma: float
+    alpha: float
+    scaling: int
+    adaptive_rho: bool
+    adaptive_rho_tolerance: float
+    adaptive_rho_rule: str
+    check_interval: int
+    adaptive_rho_interval: int
+    polish: bool
+    polish_delta: float
+    polish_refine: int
+    unrolled: bool
+    bounds: bool
+    batch_chunk: int
 
 
 # --------------------------------------------------------------------------- setup
@@ -187,7 +168,7 @@ def _all_problems(mask: Array) -> Array:
     return jnp.all(mask, axis=tuple(range(mask.ndim - 1)))
 
 
-def _setup(P, A, q, l_rows, u_rows, settings: ADMMSettings) -> _Scaled:
+def _setup(P, A, q, l_rows, u_rows, settings: _Settings) -> _Scaled:
     """Ruiz-scale ``(P, C)``.  ``l_rows, u_rows``: the row bounds as parts, ``(l, lb)`` with variable
     bounds (``l`` [B, m] for the dense rows, ``lb`` [n] or [B, n] for the bound rows), else ``(l,)``."""
     free = [_all_problems(jnp.isneginf(a) & jnp.isposinf(b)) for a, b in zip(l_rows, u_rows)]
@@ -212,13 +193,19 @@ def _setup(P, A, q, l_rows, u_rows, settings: ADMMSettings) -> _Scaled:
 class _Residuals(eqx.Module):
     prim: Array
     dual: Array
+    gap: Array
     eps_prim: Array
     eps_dual: Array
+    eps_gap: Array
     ratio: Array  # the factor of the ρ estimate: √(prim/dual), normalised as OSQP does for adaptive_rho_rule="osqp"
 
+    def converged(self) -> Array:
+        return (self.prim <= self.eps_prim) & (self.dual <= self.eps_dual) & (self.gap <= self.eps_gap)
 
-def _residuals(sd: _Scaled, qs, X, Z, Y, settings: ADMMSettings) -> _Residuals:
-    """Unscaled OSQP residuals of a batch of scaled iterates (rows of X, Z, Y)."""
+
+def _residuals(sd: _Scaled, qs, X, Z, Y, l, u, settings: _Settings) -> _Residuals:
+    """Unscaled OSQP 1.x residuals and duality gap of a batch of scaled iterates (rows of X, Z, Y);
+    ``l, u`` [B, rows] the unscaled row bounds."""
     D, E, c = sd.scaling.D, sd.scaling.E, sd.scaling.c
     inf = lambda v: jnp.max(jnp.abs(v), axis=-1, initial=0.0)  # noqa: E731
     CX = sd.rows(X) / E
@@ -228,6 +215,9 @@ def _residuals(sd: _Scaled, qs, X, Z, Y, settings: ADMMSettings) -> _Residuals:
     Qu = qs / (c * D)
     prim, norm_prim = inf(CX - Zu), jnp.maximum(inf(CX), inf(Zu))
     dual, norm_dual = inf(PX + Qu + CTY), jnp.maximum(jnp.maximum(inf(PX), inf(CTY)), inf(Qu))
+    xPx, qx = jnp.sum(X * (X @ sd.P), -1) / c, jnp.sum(qs * X, -1) / c  # x = DX, P = P̄/(cDD), q = q̄/(cD)
+    sup = support(l, u, Y * E / c)
+    gap, norm_gap = jnp.abs(xPx + qx + sup), jnp.maximum(jnp.maximum(jnp.abs(xPx), jnp.abs(qx)), jnp.abs(sup))
     if settings.adaptive_rho_rule == "osqp":
         ratio = jnp.sqrt((prim / (norm_prim + _TINY)) / (dual / (norm_dual + _TINY) + _TINY) + _TINY)
     else:  # "residual": balance the residuals themselves
@@ -237,6 +227,8 @@ def _residuals(sd: _Scaled, qs, X, Z, Y, settings: ADMMSettings) -> _Residuals:
         dual=dual,
         eps_prim=settings.eps_abs + settings.eps_rel * norm_prim,
         eps_dual=settings.eps_abs + settings.eps_rel * norm_dual,
+        gap=gap,
+        eps_gap=settings.eps_abs + settings.eps_rel * norm_gap,
         ratio=ratio,
     )
 
@@ -249,11 +241,8 @@ def _primal_infeasible(sd: _Scaled, l, u, dY, eps: float) -> Array:
     dy = jnp.where(up_fin, dy, jnp.minimum(dy, 0.0))
     dy = jnp.where(lo_fin, dy, jnp.maximum(dy, 0.0))
     norm = jnp.max(jnp.abs(dy), axis=-1)
-    support = jnp.sum(jnp.where(up_fin, u, 0.0) * jnp.maximum(dy, 0.0), axis=-1) + jnp.sum(
-        jnp.where(lo_fin, l, 0.0) * jnp.minimum(dy, 0.0), axis=-1
-    )
     cty = jnp.max(jnp.abs(sd.cols(dY) / sd.scaling.D), axis=-1, initial=0.0)
-    return (norm > _TINY) & (cty <= eps * norm) & (support <= -eps * norm)
+    return (norm > _TINY) & (cty <= eps * norm) & (support(l, u, dy) <= -eps * norm)
 
 
 def _dual_infeasible(sd: _Scaled, qs, l, u, dX, eps: float) -> Array:
@@ -298,6 +287,14 @@ class _Data(eqx.Module):
     ls: tuple[Array, ...]
     us: tuple[Array, ...]
 
+    def in_bounds(self, X: Array) -> Array:
+        """``X`` [B, n] with its bounded variables projected onto their (scaled) bounds ``lb ≤ x ≤ ub``."""
+        if not self.sd.box.size:
+            return X
+        box = self.sd.box
+        safe = jnp.where(box > 0, box, 1.0)
+        return jnp.where(box > 0, jnp.clip(X * box, self.ls[1], self.us[1]) / safe, X)
+
     def full(self, parts: tuple[Array, ...]) -> Array:
         """Row bounds as one [B, m (+ n)] array (termination checks and polishing only)."""
         B = self.qs.shape[0]
@@ -319,7 +316,7 @@ def _project(data: _Data, V: Array) -> Array:
     return _join(tuple(jnp.clip(v, a, b) for v, a, b in zip(_parts(data.sd, V), data.ls, data.us)))
 
 
-def _iterate(data: _Data, Kinv, R, settings: ADMMSettings, count: int, X, V):
+def _iterate(data: _Data, Kinv, R, settings: _Settings, count: int, X, V):
     """``count`` ADMM steps; returns the final ``(X, V)`` and the previous ``(X, V)`` (for ``δx, δy``)."""
     sd = data.sd
     lo, hi, Rp = data.ls, data.us, _parts(sd, R)
@@ -360,20 +357,21 @@ class _State(eqx.Module):
     done: Array
     status: Array
     iters: Array
+    polished: Array
     k: Array
 
 
-def _infeasibility_and_rho(data: _Data, settings: ADMMSettings, st: _State, res, active, X, Y, Xp, Yp):
+def _infeasibility_and_rho(data: _Data, settings: _Settings, st: _State, ratio, active, X, Y, Xp, Yp):
     """Every ``adaptive_rho_interval`` iterations: infeasibility codes [B] and, if warranted, a new ρ."""
     sd = data.sd
     l, u = data.full(data.l), data.full(data.u)
     pinf = _primal_infeasible(sd, l, u, Y - Yp, settings.eps_pinf)
     dinf = _dual_infeasible(sd, data.qs, l, u, X - Xp, settings.eps_dinf)
-    code = jnp.where(pinf, PRIMAL_INFEASIBLE, jnp.where(dinf, DUAL_INFEASIBLE, 0)).astype(jnp.int32)
+    code = jnp.where(pinf, _PRIMAL_INF, jnp.where(dinf, _DUAL_INF, 0)).astype(jnp.int32)
     if not settings.adaptive_rho:
         return code, st.rho, st.Kinv
     active = active & (code == 0)
-    logs = jnp.where(active, jnp.log(res.ratio), 0.0)
+    logs = jnp.where(active, jnp.log(ratio), 0.0)
     mean_log = jnp.sum(logs) / jnp.maximum(jnp.sum(active), 1)
     rho_new = jax.lax.stop_gradient(jnp.clip(st.rho * jnp.exp(mean_log), _RHO_MIN, _RHO_MAX))
     tol = settings.adaptive_rho_tolerance
@@ -383,7 +381,7 @@ def _infeasibility_and_rho(data: _Data, settings: ADMMSettings, st: _State, res,
     return code, rho, Kinv
 
 
-def _block(data: _Data, settings: ADMMSettings, count: int, st: _State) -> _State:
+def _block(data: _Data, settings: _Settings, count: int, st: _State) -> _State:
     """``count`` ADMM iterations, then the termination check; on the ρ schedule also the
     infeasibility certificates and the ρ update (skipped by a ``cond`` otherwise)."""
     sd = data.sd
@@ -391,28 +389,36 @@ def _block(data: _Data, settings: ADMMSettings, count: int, st: _State) -> _Stat
     X, V, Xp, Vp = _iterate(data, st.Kinv, R, settings, count, st.X, st.V)
     k = st.k + count
     Z, Y = _zy(data, R, V)
-    res = _residuals(sd, data.qs, X, Z, Y, settings)
-    solved = (res.prim <= res.eps_prim) & (res.dual <= res.eps_dual)
+    Xb = data.in_bounds(X)  # the point a solve returns: tested, and frozen, with its bounds exact
+    l_full, u_full = data.full(data.l), data.full(data.u)
+    res = _residuals(sd, data.qs, Xb, Z, Y, l_full, u_full, settings)
+    solved = res.converged()
     finite = jnp.all(jnp.isfinite(X), -1) & jnp.all(jnp.isfinite(V), -1)
     active = ~st.done & finite & ~solved
+    Xb, Z, Y, by_polish = _polish_early(data, settings, res, active, Xb, Z, Y, l_full, u_full)
+    solved, active = solved | by_polish, active & ~by_polish
 
     def heavy():
-        return _infeasibility_and_rho(data, settings, st, res, active, X, Y, Xp, _zy(data, R, Vp)[1])
+        # ρ follows the residuals of the iterate itself, as in OSQP (those of the projected point
+        # mix in P·(projection step) and mislead the estimate)
+        ratio = _residuals(sd, data.qs, X, Z, Y, l_full, u_full, settings).ratio if sd.box.size else res.ratio
+        return _infeasibility_and_rho(data, settings, st, ratio, active, X, Y, Xp, _zy(data, R, Vp)[1])
 
     def light():
         return jnp.zeros_like(st.status), st.rho, st.Kinv
 
     due = (k % settings.adaptive_rho_interval == 0) | (k >= settings.max_iter)
     infeasible, rho, Kinv = jax.lax.cond(due, heavy, light)
-    code = jnp.where(~finite, NUMERICAL_ERROR, jnp.where(solved, SOLVED, infeasible))
-    X, V, Z, Y = (jnp.where(finite[:, None], A_, 0.0) for A_ in (X, V, Z, Y))
+    code = jnp.where(~finite, _NUMERICAL, jnp.where(solved, _SOLVED, infeasible))
+    X, Xb, V, Z, Y = (jnp.where(finite[:, None], A_, 0.0) for A_ in (X, Xb, V, Z, Y))
     newly = (~st.done & (code > 0))[:, None]
-    Xr, Zr, Yr = (jnp.where(newly, A_, Ar) for A_, Ar in ((X, st.Xr), (Z, st.Zr), (Y, st.Yr)))
+    Xr, Zr, Yr = (jnp.where(newly, A_, Ar) for A_, Ar in ((Xb, st.Xr), (Z, st.Zr), (Y, st.Yr)))
     R_new = sd.rho_vec(rho)
     V = jnp.where(rho != st.rho, Z + Y / R_new, V)  # keep (z, y) when ρ changes
     return _State(
         X=X, V=V, Xr=Xr, Zr=Zr, Yr=Yr, rho=rho, Kinv=Kinv, done=st.done | (code > 0),
-        status=jnp.where(st.done, st.status, code), iters=jnp.where(st.done, st.iters, k), k=k,
+        status=jnp.where(st.done, st.status, code), iters=jnp.where(st.done, st.iters, k),
+        polished=st.polished | (~st.done & by_polish), k=k,
     )  # fmt: skip
 
 
@@ -426,16 +432,17 @@ class _Result(eqx.Module):
     status: Array
     iters: Array
     rho: Array
+    polished: Array
 
 
-def _run(data: _Data, settings: ADMMSettings, X, Z, Y, rho) -> _Result:
+def _run(data: _Data, settings: _Settings, X, Z, Y, rho) -> _Result:
     """The ADMM loop on one batch/chunk: full check blocks, then the remainder up to ``max_iter``."""
     B = X.shape[0]
     R = data.sd.rho_vec(rho)
     st = _State(
         X=X, V=Z + Y / R, Xr=X, Zr=Z, Yr=Y, rho=rho, Kinv=data.sd.kkt_inverse(rho, settings.sigma),
         done=jnp.zeros(B, bool), status=jnp.zeros(B, jnp.int32), iters=jnp.zeros(B, jnp.int32),
-        k=jnp.zeros((), jnp.int32),
+        polished=jnp.zeros(B, bool), k=jnp.zeros((), jnp.int32),
     )  # fmt: skip
     ci = settings.check_interval
     n_full, rest = divmod(settings.max_iter, ci)
@@ -451,11 +458,11 @@ def _run(data: _Data, settings: ADMMSettings, X, Z, Y, rho) -> _Result:
     keep = lambda Vr, V: jnp.where(st.done[:, None], Vr, V)  # noqa: E731
     return _Result(
         X=keep(st.Xr, st.X), Z=keep(st.Zr, Z), Y=keep(st.Yr, Y), done=st.done, status=st.status,
-        iters=st.iters, rho=jnp.broadcast_to(st.rho, (B,)),
+        iters=st.iters, rho=jnp.broadcast_to(st.rho, (B,)), polished=st.polished,
     )  # fmt: skip
 
 
-def _run_chunked(data: _Data, settings: ADMMSettings, X, Z, Y, rho0) -> _Result:
+def _run_chunked(data: _Data, settings: _Settings, X, Z, Y, rho0) -> _Result:
     """:func:`_run` over chunks of ``batch_chunk`` problems (padded with copies of the last one).
 
     Each chunk starts from the geometric mean of its problems' initial ρ.
@@ -483,7 +490,7 @@ def _run_chunked(data: _Data, settings: ADMMSettings, X, Z, Y, rho0) -> _Result:
 # --------------------------------------------------------------------------- polishing
 
 
-def _polish_one(sd: _Scaled, qs, ls, us, x, z, y, settings: ADMMSettings):
+def _polish_one(sd: _Scaled, qs, ls, us, x, z, y, settings: _Settings):
     """OSQP polishing of one scaled solution: solve the KKT system of the guessed active set.
 
     Inactive rows are kept in a fixed-size system with the equation ``y_i = 0``,
@@ -506,10 +513,49 @@ def _polish_one(sd: _Scaled, qs, ls, us, x, z, y, settings: ADMMSettings):
     return xp, zp, yp
 
 
+def _polish_batch(data: _Data, settings: _Settings, X, Z, Y, l_full, u_full):
+    """:func:`_polish_one` for every problem of a batch: the polished ``(X, Z, Y)`` (variables in their
+    bounds) and their :class:`_Residuals` (non-finite polished points get infinite residuals)."""
+    ls, us = data.full(data.ls), data.full(data.us)
+    Xp, Zp, Yp = jax.vmap(lambda *a: _polish_one(data.sd, *a, settings))(data.qs, ls, us, X, Z, Y)
+    Xp = data.in_bounds(Xp)
+    res = _residuals(data.sd, data.qs, Xp, Zp, Yp, l_full, u_full, settings)
+    finite = jnp.all(jnp.isfinite(Xp), -1) & jnp.all(jnp.isfinite(Yp), -1)
+    res = jax.tree.map(lambda r: jnp.where(finite, r, jnp.inf), res)
+    return (Xp, Zp, Yp), res
+
+
+def _pick(mask, new, old):
+    """Rows of the arrays in ``new`` where ``mask`` [B], else those of ``old``."""
+    return tuple(jnp.where(mask[:, None], a, b) for a, b in zip(new, old))
+
+
+def _polish_early(data: _Data, settings: _Settings, res: _Residuals, active, X, Z, Y, l_full, u_full):
+    """Polishing during the loop: problems within ``_POLISH_NEAR`` of every threshold get a polishing
+    step; where the polished point meets all three tests it is the solution (``by_polish`` [B]).
+
+    ADMM identifies the active set long before its iterates resolve a tight tolerance (and the
+    duality gap, on degenerate problems, may not close within ``max_iter``); polishing then
+    finishes the job, and its acceptance is the same termination test, at the polished point.
+    """
+    B = X.shape[0]
+    if not settings.polish:
+        return X, Z, Y, jnp.zeros(B, bool)
+    near = active & (res.prim <= _POLISH_NEAR * res.eps_prim) & (res.dual <= _POLISH_NEAR * res.eps_dual)
+    near = near & (res.gap <= _POLISH_NEAR * res.eps_gap)
+
+    def attempt():
+        polished, res_p = _polish_batch(data, settings, X, Z, Y, l_full, u_full)
+        ok = near & res_p.converged()
+        return _pick(ok, polished, (X, Z, Y)) + (ok,)
+
+    return jax.lax.cond(jnp.any(near), attempt, lambda: (X, Z, Y, jnp.zeros(B, bool)))
+
+
 # --------------------------------------------------------------------------- driver
 
 
-def _solve_batch(settings: ADMMSettings, P, A, q, l, u, lb, ub, x0, y0, rho0):
+def _solve_batch(settings: _Settings, P, A, q, l, u, lb, ub, x0, y0, rho0):
     """Solve a batch (leading axis) of QPs that share ``P`` and ``A`` with one factorisation per ρ.
 
     ``l, u`` [B, m] bound the dense rows; with bounds, ``lb, ub`` ([n], shared
@@ -530,42 +576,42 @@ def _solve_batch(settings: ADMMSettings, P, A, q, l, u, lb, ub, x0, y0, rho0):
     Zs = _project(data, sd.rows(Xs))
     st = _run_chunked(data, settings, Xs, Zs, Ys, jax.lax.stop_gradient(rho0))
     B = q.shape[0]
-    status = jnp.where(st.done, st.status, MAX_ITER)
+    code = jnp.where(st.done, st.status, CODES["max_iterations_reached"] + 1)
     X, Z, Y = st.X, st.Z, st.Y
+    l_full, u_full = data.full(data.l), data.full(data.u)
 
-    polished = jnp.zeros(B, bool)
-    if settings.polish:
-        ls, us = data.full(data.ls), data.full(data.us)
-        Xp, Zp, Yp = jax.vmap(lambda *a: _polish_one(sd, *a, settings))(qs, ls, us, X, Z, Y)
-        r_admm = _residuals(sd, qs, X, Z, Y, settings)
-        r_pol = _residuals(sd, qs, Xp, Zp, Yp, settings)
-        polished = (
-            (status == SOLVED)
-            & jnp.all(jnp.isfinite(Xp), -1)
+    polished = st.polished
+    if settings.polish:  # OSQP's polishing of the solved problems: kept where no measure gets worse
+        r_admm = _residuals(sd, qs, X, Z, Y, l_full, u_full, settings)
+        candidate, r_pol = _polish_batch(data, settings, X, Z, Y, l_full, u_full)
+        better = (
+            (code == _SOLVED)
+            & ~polished
             & (r_pol.prim <= jnp.maximum(r_admm.prim, r_admm.eps_prim))
             & (r_pol.dual <= jnp.maximum(r_admm.dual, r_admm.eps_dual))
+            & (r_pol.gap <= jnp.maximum(r_admm.gap, r_admm.eps_gap))
         )
-        X, Z, Y = (jnp.where(polished[:, None], new, old) for new, old in ((Xp, X), (Zp, Z), (Yp, Y)))
+        X, Z, Y = _pick(better, candidate, (X, Z, Y))
+        polished = polished | better
 
-    res = _residuals(sd, qs, X, Z, Y, settings)
+    X = data.in_bounds(X)
+    res = _residuals(sd, qs, X, Z, Y, l_full, u_full, settings)
     m = A.shape[0]
     x = X * D
     y_all = Y * E / c
-    z = Z[:, :m] / E[:m]
     y_bound = y_all[:, m:] if settings.bounds else jnp.zeros_like(x)
-    objective = 0.5 * jnp.sum(x * (x @ P.T), -1) + jnp.sum(q * x, -1)
     return QPSolution(
         x=x,
         y=y_all[:, :m],
         y_bound=y_bound,
-        z=z,
-        status=status,
+        z=Z[:, :m] / E[:m],
+        status=from_code(code - 1),
         iterations=st.iters,
         primal_residual=res.prim,
         dual_residual=res.dual,
-        objective=objective,
-        rho=st.rho,
-        polished=polished,
+        duality_gap=res.gap,
+        objective=0.5 * jnp.sum(x * (x @ P.T), -1) + jnp.sum(q * x, -1),
+        state=ADMMState(rho=st.rho, polished=polished),
     )
 
 
@@ -575,7 +621,7 @@ def _solve_single(settings, P, A, q, l, u, lb, ub, x0, y0, rho0) -> QPSolution:
 
 
 @functools.lru_cache(maxsize=None)
-def _batching_solver(settings: ADMMSettings):
+def _batching_solver(settings: _Settings):
     """``_solve_single`` whose ``vmap`` shares one factorisation when ``P`` and ``A`` are unbatched
     (and keeps unbatched variable bounds ``lb, ub`` shared by the batch)."""
 
@@ -602,26 +648,7 @@ def _batching_solver(settings: ADMMSettings):
     return solver
 
 
-# --------------------------------------------------------------------------- public entry point
-
-
-@functools.partial(jax.jit, static_argnames=("settings",))
-def _solve(P, q, A, l, u, lb, ub, x0, y0, rho0, settings: ADMMSettings) -> QPSolution:
-    sg = jax.lax.stop_gradient
-    m = A.shape[0]
-    if settings.unrolled:
-        return _solve_single(settings, P, A, q, l, u, lb, ub, x0, y0, rho0)
-    sol = _batching_solver(settings)(*(sg(v) for v in (P, A, q, l, u, lb, ub, x0, y0, rho0)))
-    if settings.bounds:  # bound rows follow the dense rows
-        l_all, u_all = jnp.concatenate([l, lb]), jnp.concatenate([u, ub])
-        C = jnp.concatenate([A, jnp.eye(A.shape[1], dtype=A.dtype)])
-        x, y_all = attach_kkt_gradient(P, q, C, l_all, u_all, sol.x, jnp.concatenate([sol.y, sol.y_bound]), sol.status == SOLVED)
-        y, y_bound = y_all[:m], y_all[m:]
-    else:
-        x, y = attach_kkt_gradient(P, q, A, l, u, sol.x, sol.y, sol.status == SOLVED)
-        y_bound = sol.y_bound
-    objective = 0.5 * x @ (P @ x) + q @ x
-    return eqx.tree_at(lambda s: (s.x, s.y, s.y_bound, s.objective), sol, (x, y, y_bound, objective))
+# --------------------------------------------------------------------------- the solver
 
 
 def _default_batch_chunk(n: int) -> int:
@@ -630,153 +657,107 @@ def _default_batch_chunk(n: int) -> int:
     return int(np.clip(2 ** int(np.floor(np.log2(16384 / max(n, 1)))), 32, 256))
 
 
-def _check_bounds(lo_name, hi_name, lo, hi):
-    if _checks.is_concrete(lo) and _checks.is_concrete(hi):  # numpy: jnp ops on constants are staged under jit
-        lo, hi = np.asarray(lo), np.asarray(hi)
-        if np.isnan(lo).any() or np.isnan(hi).any():
-            raise ValueError(f"{lo_name}, {hi_name}: bounds contain NaN; use ±inf for absent bounds")
-        if np.any(lo > hi):
-            bad = np.nonzero(lo > hi)[0].tolist()
-            raise ValueError(f"{lo_name}, {hi_name}: need {lo_name} <= {hi_name} elementwise; violated at rows {bad}")
+class ADMM(AbstractQPSolver):
+    """OSQP's ADMM on dense arrays (see the module docstring for the iteration and its batching).
 
+    Arguments (defaults are OSQP's, except the deterministic check schedule):
 
-def _validate(P, q, A, l, u, lb, ub, warm_start, rho):
-    P = _checks.as_array("P", P, (None, None))
-    n = P.shape[0]
-    P = _checks.as_array("P", P, (n, n))
-    q = _checks.as_array("q", q, (n,))
-    A = _checks.as_array("A", A, (None, n))
-    m = A.shape[0]
-    l = _checks.as_array("l", l, (m,), finite=False)
-    u = _checks.as_array("u", u, (m,), finite=False)
-    _check_bounds("l", "u", l, u)
-    bounds = lb is not None or ub is not None
-    lb = jnp.full(n, -jnp.inf) if lb is None else _checks.as_array("lb", lb, (n,), finite=False)
-    ub = jnp.full(n, jnp.inf) if ub is None else _checks.as_array("ub", ub, (n,), finite=False)
-    _check_bounds("lb", "ub", lb, ub)
-    dtype = jnp.result_type(P, q, A, l, u, lb, ub)
-    P, q, A, l, u, lb, ub = (v.astype(dtype) for v in (P, q, A, l, u, lb, ub))
-    rho0 = jnp.asarray(rho, dtype)
-    y_bound = jnp.zeros(n, dtype)
-    if warm_start is None:
-        x0, y0 = jnp.zeros(n, dtype), jnp.zeros(m, dtype)
-    elif isinstance(warm_start, QPSolution):
-        x0, y0, y_bound = warm_start.x, warm_start.y, warm_start.y_bound
-    elif len(warm_start) in (2, 3, 4):
-        x0, y0, *rest = warm_start
-        y_bound = _checks.as_array("warm_start.y_bound", rest[0], (n,)) if rest else y_bound
-        rho0 = _checks.as_array("warm_start.rho", rest[1], ()).astype(dtype) if len(rest) == 2 else rho0
-    else:
-        raise ValueError("warm_start: expected a QPSolution or a tuple (x, y), (x, y, y_bound) or (x, y, y_bound, rho)")
-    x0 = _checks.as_array("warm_start.x", x0, (n,)).astype(dtype)
-    y0 = _checks.as_array("warm_start.y", y0, (m,)).astype(dtype)
-    y0 = jnp.concatenate([y0, y_bound.astype(dtype)]) if bounds else y0
-    return (P, q, A, l, u, lb, ub, x0, y0, rho0), bounds
-
-
-def solve_qp(
-    P: Float[Array, "n n"],
-    q: Float[Array, " n"],
-    A: Float[Array, "m n"],
-    l: Float[Array, " m"],
-    u: Float[Array, " m"],
-    *,
-    lb: Float[Array, " n"] | None = None,
-    ub: Float[Array, " n"] | None = None,
-    eps_abs: float = 1e-4,
-    eps_rel: float = 1e-4,
-    max_iter: int = 4000,
-    warm_start: QPSolution | tuple[Array, ...] | None = None,
-    polish: bool = False,
-    differentiation: str = "implicit",
-    rho: float = 0.1,
-    sigma: float = 1e-6,
-    alpha: float = 1.6,
-    adaptive_rho: bool = True,
-    check_interval: int = 25,
-    adaptive_rho_interval: int = 25,
-    adaptive_rho_tolerance: float = 5.0,
-    adaptive_rho_rule: str = "osqp",
-    scaling: int = 10,
-    eps_pinf: float = 1e-4,
-    eps_dinf: float = 1e-4,
-    batch_chunk: int | None = None,
-) -> QPSolution:
-    """Solve ``min ½xᵀPx + qᵀx  s.t.  l ≤ Ax ≤ u, lb ≤ x ≤ ub`` with OSQP's ADMM on dense arrays.
-
-    Shapes: ``P`` [n, n] symmetric PSD, ``q`` [n], ``A`` [m, n], ``l, u`` [m]
-    (``±inf`` for absent bounds, ``l_i = u_i`` for equalities), optional
-    variable bounds ``lb, ub`` [n] (handled elementwise: cheaper than identity
-    rows in ``A``; their multipliers are ``QPSolution.y_bound``).  Defaults
-    match OSQP (ρ=0.1, σ=1e-6, α=1.6, 10 Ruiz passes, adaptive ρ with
-    tolerance 5), except that termination is checked every
-    ``check_interval`` iterations and ρ re-estimated every
-    ``adaptive_rho_interval`` iterations (a deterministic schedule; OSQP's
-    default is time based); the KKT matrix is refactorised when the new
-    estimate differs from ρ by more than a factor ``adaptive_rho_tolerance``
-    (OSQP's 5; smaller values follow the estimate more closely, which helps
-    problems whose estimate settles within that factor of a poor ρ).
-    ``adaptive_rho_rule``: the estimate ``ρ·√(r_prim/r_dual)`` with OSQP's normalised
-    residuals (``"osqp"``, default) or the plain ones (``"residual"``, classic
-    residual balancing; much faster on MPC QPs with large linear penalties such
-    as the building twin's, see the README).
-
-    ``warm_start``: a previous :class:`QPSolution` (its ``x, y, y_bound``) or a
-    tuple ``(x, y)``, ``(x, y, y_bound)`` or ``(x, y, y_bound, rho)``; the last
-    also restarts from step size ``rho`` (e.g. a previous solve's final
-    ``QPSolution.rho``, as OSQP's solver object keeps ρ between solves).
-    ``differentiation``: ``"implicit"`` (default; the forward solve stops
-    early and reverse-mode gradients w.r.t. ``P, q, A, l, u, lb, ub`` come from
-    the KKT conditions at the active set, :mod:`jtwin.qp.implicit`) or
-    ``"unrolled"`` (always runs ``max_iter`` iterations, frozen after
-    convergence, and autodiff runs through them; keep ``max_iter`` modest).
-
-    jit- and vmap-able.  Under ``jax.vmap`` with unbatched ``P`` and ``A``
-    (only ``q, l, u, lb, ub`` or the warm start batched) the batch shares one
-    KKT factorisation per ρ, in chunks of ``batch_chunk`` problems whose ρ
-    adapts chunk-wide (default: about 16,384 problem-variables per chunk,
-    between 32 and 256 problems); statuses stay per problem.
-    Inputs are validated here (ValueError naming the argument); inside the
-    solve, failures are reported through ``status`` (:mod:`jtwin.qp.status`).
+    - ``eps_abs, eps_rel``: termination tolerances of the primal residual, dual residual and
+      duality gap (all three must pass for ``RESULTS.successful``).
+    - ``max_iter``: iteration limit (``RESULTS.max_iterations_reached`` after it).
+    - ``rho``: initial step size (a warm start's ``state.rho`` overrides it); ``sigma``: the
+      primal regularisation; ``alpha``: over-relaxation in (0, 2); ``scaling``: Ruiz passes.
+    - ``adaptive_rho``, ``adaptive_rho_interval`` (a multiple of ``check_interval``),
+      ``adaptive_rho_tolerance`` (≥ 1: refactorise when the estimate moves by more than this
+      factor), ``adaptive_rho_rule``: ``"osqp"`` (OSQP's normalised residual ratio) or
+      ``"residual"`` (the plain ratio ``√(‖r_prim‖∞/‖r_dual‖∞)``, Boyd et al.'s residual balancing).
+    - ``check_interval``: iterations between termination checks.
+    - ``eps_pinf, eps_dinf``: infeasibility-certificate tolerances.
+    - ``polish``: OSQP's active-set polishing, after convergence (kept when it worsens none of the
+      three measures) and during the loop once every measure is within 1e3 of its threshold (the
+      polished point is the solution when it passes the termination test: degenerate problems
+      whose duality gap closes slowly finish there); ``polish_delta``, ``polish_refine``: the
+      regularisation of its KKT solve (on the scaled problem; OSQP's 1e-6 is as large as the
+      smallest eigenvalue of some scaled Hessians, where 3 refinement steps leave x wrong in the
+      second digit) and its iterative-refinement steps.
+    - ``differentiation``: ``"implicit"`` (KKT gradient) or ``"unrolled"`` (a fixed-length loop of
+      ``max_iter`` iterations that autodiff runs through; keep ``max_iter`` modest).
+    - ``batch_chunk``: problems per chunk when a batch shares ``P`` and ``A`` (``None``: about
+      16,384 problem-variables per chunk, between 32 and 256 problems).
     """
-    if differentiation not in ("implicit", "unrolled"):
-        raise ValueError(f"differentiation: expected 'implicit' or 'unrolled', got {differentiation!r}")
-    for name, value in (("eps_abs", eps_abs), ("eps_rel", eps_rel), ("rho", rho), ("sigma", sigma)):
-        if not value >= 0 or (name in ("rho", "sigma") and not value > 0):
-            raise ValueError(f"{name}: expected a {'positive' if name in ('rho', 'sigma') else 'non-negative'} number, got {value}")
-    if not 0.0 < alpha < 2.0:
-        raise ValueError(f"alpha: over-relaxation must lie in (0, 2), got {alpha}")
-    if min(max_iter, check_interval, adaptive_rho_interval, 1 if batch_chunk is None else batch_chunk) < 1:
-        raise ValueError(
-            "max_iter, check_interval, adaptive_rho_interval, batch_chunk: expected positive integers, got "
-            f"{max_iter}, {check_interval}, {adaptive_rho_interval}, {batch_chunk}"
-        )
-    if adaptive_rho_rule not in ADAPTIVE_RHO_RULES:
-        raise ValueError(f"adaptive_rho_rule: expected one of {list(ADAPTIVE_RHO_RULES)}, got {adaptive_rho_rule!r}")
-    if not adaptive_rho_tolerance >= 1.0:
-        raise ValueError(f"adaptive_rho_tolerance: expected a number >= 1, got {adaptive_rho_tolerance}")
-    if adaptive_rho_interval % check_interval:
-        raise ValueError(
-            f"adaptive_rho_interval: must be a multiple of check_interval={check_interval}, got {adaptive_rho_interval}"
-        )
-    args, bounds = _validate(P, q, A, l, u, lb, ub, warm_start, rho)
-    settings = ADMMSettings(
-        eps_abs=float(eps_abs),
-        eps_rel=float(eps_rel),
-        eps_pinf=float(eps_pinf),
-        eps_dinf=float(eps_dinf),
-        max_iter=int(max_iter),
-        sigma=float(sigma),
-        alpha=float(alpha),
-        scaling=int(scaling),
-        adaptive_rho=bool(adaptive_rho),
-        check_interval=int(check_interval),
-        adaptive_rho_interval=int(adaptive_rho_interval),
-        adaptive_rho_tolerance=float(adaptive_rho_tolerance),
-        adaptive_rho_rule=adaptive_rho_rule,
-        polish=bool(polish),
-        unrolled=differentiation == "unrolled",
-        bounds=bounds,
-        batch_chunk=_default_batch_chunk(args[0].shape[0]) if batch_chunk is None else int(batch_chunk),
-    )
-    return _solve(*args, settings=settings)
+
+    eps_abs: float = eqx.field(static=True, default=1e-4)
+    eps_rel: float = eqx.field(static=True, default=1e-4)
+    max_iter: int = eqx.field(static=True, default=4000)
+    differentiation: str = eqx.field(static=True, default="implicit")
+    rho: float = eqx.field(static=True, default=0.1)
+    sigma: float = eqx.field(static=True, default=1e-6)
+    alpha: float = eqx.field(static=True, default=1.6)
+    scaling: int = eqx.field(static=True, default=10)
+    adaptive_rho: bool = eqx.field(static=True, default=True)
+    adaptive_rho_interval: int = eqx.field(static=True, default=25)
+    adaptive_rho_tolerance: float = eqx.field(static=True, default=5.0)
+    adaptive_rho_rule: str = eqx.field(static=True, default="osqp")
+    check_interval: int = eqx.field(static=True, default=25)
+    eps_pinf: float = eqx.field(static=True, default=1e-4)
+    eps_dinf: float = eqx.field(static=True, default=1e-4)
+    polish: bool = eqx.field(static=True, default=False)
+    polish_delta: float = eqx.field(static=True, default=1e-9)
+    polish_refine: int = eqx.field(static=True, default=5)
+    batch_chunk: int | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        check_options(self.eps_abs, self.eps_rel, self.max_iter, self.differentiation)
+        for name in ("rho", "sigma", "polish_delta"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)}")
+        for name in ("eps_pinf", "eps_dinf"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}: expected a non-negative number, got {getattr(self, name)}")
+        if not 0.0 < self.alpha < 2.0:
+            raise ValueError(f"alpha: over-relaxation must lie in (0, 2), got {self.alpha}")
+        for name in ("check_interval", "adaptive_rho_interval", "polish_refine", "scaling", "batch_chunk"):
+            value = getattr(self, name)
+            low = 0 if name in ("polish_refine", "scaling") else 1
+            if value is not None and not (isinstance(value, (int, np.integer)) and value >= low):
+                raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+        if self.adaptive_rho_rule not in ADAPTIVE_RHO_RULES:
+            raise ValueError(f"adaptive_rho_rule: expected one of {list(ADAPTIVE_RHO_RULES)}, got {self.adaptive_rho_rule!r}")
+        if not self.adaptive_rho_tolerance >= 1.0:
+            raise ValueError(f"adaptive_rho_tolerance: expected a number >= 1, got {self.adaptive_rho_tolerance}")
+        if self.adaptive_rho_interval % self.check_interval:
+            raise ValueError(
+                f"adaptive_rho_interval: must be a multiple of check_interval={self.check_interval}, "
+                f"got {self.adaptive_rho_interval}"
+            )
+
+    def _settings(self, problem: QPProblem) -> _Settings:
+        n = problem.n
+        return _Settings(
+            eps_abs=float(self.eps_abs), eps_rel=float(self.eps_rel), eps_pinf=float(self.eps_pinf),
+            eps_dinf=float(self.eps_dinf), max_iter=int(self.max_iter), sigma=float(self.sigma),
+            alpha=float(self.alpha), scaling=int(self.scaling), adaptive_rho=bool(self.adaptive_rho),
+            adaptive_rho_tolerance=float(self.adaptive_rho_tolerance), adaptive_rho_rule=self.adaptive_rho_rule,
+            check_interval=int(self.check_interval), adaptive_rho_interval=int(self.adaptive_rho_interval),
+            polish=bool(self.polish), polish_delta=float(self.polish_delta), polish_refine=int(self.polish_refine),
+            unrolled=self.differentiation == "unrolled", bounds=problem.has_bounds,
+            batch_chunk=_default_batch_chunk(n) if self.batch_chunk is None else int(self.batch_chunk),
+        )  # fmt: skip
+
+    def run(self, problem: QPProblem, warm_start: WarmStart | None) -> QPSolution:
+        settings = self._settings(problem)
+        n, m, dtype = problem.n, problem.m, problem.q.dtype
+        lb = problem.lb if problem.has_bounds else jnp.full(n, -jnp.inf, dtype)
+        ub = problem.ub if problem.has_bounds else jnp.full(n, jnp.inf, dtype)
+        rho0 = jnp.asarray(self.rho, dtype)
+        if warm_start is None:
+            x0, y0, yb0 = jnp.zeros(n, dtype), jnp.zeros(m, dtype), jnp.zeros(n, dtype)
+        else:
+            x0, y0, yb0 = warm_start.x, warm_start.y, warm_start.y_bound
+            if isinstance(warm_start.state, ADMMState):
+                rho0 = jnp.asarray(warm_start.state.rho, dtype)
+        y0 = jnp.concatenate([y0, yb0]) if settings.bounds else y0
+        args = (problem.P, problem.A, problem.q, problem.l, problem.u, lb, ub, x0, y0, rho0)
+        if settings.unrolled:
+            return _solve_single(settings, *args)
+        return _batching_solver(settings)(*args)

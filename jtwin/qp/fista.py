@@ -1,6 +1,6 @@
 """FISTA: accelerated proximal gradient with adaptive restart, fixed step (vmap-friendly).
 
-Minimises ``f(x) + g(x)`` with ``f`` convex and ``L``-smooth and ``g`` convex
+:func:`fista` minimises ``f(x) + g(x)`` with ``f`` convex and ``L``-smooth and ``g`` convex
 with an exact prox (:mod:`jtwin.qp.prox`)::
 
     x⁺ = prox_{g/L}(y − ∇f(y)/L)
@@ -10,6 +10,7 @@ with an exact prox (:mod:`jtwin.qp.prox`)::
 The step ``1/L`` is fixed (no line search), ``L`` from :func:`power_iteration`
 for quadratic ``f``.  Termination: fixed-point residual
 ``‖x⁺ − y‖∞ ≤ tol·max(1, ‖x⁺‖∞)`` (the gradient mapping times ``1/L``).
+:class:`FISTA` is the same loop as a :class:`~jtwin.qp.AbstractQPSolver` for box-constrained QPs.
 """
 
 from __future__ import annotations
@@ -21,14 +22,18 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from .status import MAX_ITER, NUMERICAL_ERROR, SOLVED
+from .base import AbstractQPSolver, check_options
+from .problem import QPProblem, kkt_residuals
+from .results import CODES, RESULTS, from_code
+from .solution import QPSolution, WarmStart
 
 
 class FISTASolution(eqx.Module):
-    """``x`` the last iterate, ``status`` (SOLVED / MAX_ITER / NUMERICAL_ERROR), ``iterations``, ``residual``."""
+    """``x`` the last iterate, ``status`` (a :class:`~jtwin.qp.RESULTS` item: successful,
+    max_iterations_reached or numerical_error), ``iterations``, ``residual``."""
 
     x: Array
-    status: Int[Array, ""]
+    status: RESULTS
     iterations: Int[Array, ""]
     residual: Float[Array, ""]
 
@@ -97,5 +102,64 @@ def fista(
     else:
         st = jax.lax.while_loop(lambda s: (s.k < max_iter) & ~converged(s) & jnp.isfinite(s.res), iterate, init)
     finite = jnp.all(jnp.isfinite(st.x))
-    status = jnp.where(~finite, NUMERICAL_ERROR, jnp.where(converged(st), SOLVED, MAX_ITER))
+    code = jnp.where(converged(st), CODES["successful"], CODES["max_iterations_reached"])
+    status = from_code(jnp.where(finite, code, CODES["numerical_error"]))
     return FISTASolution(x=jnp.where(finite, st.x, 0.0), status=status, iterations=st.k, residual=st.res)
+
+
+class FISTA(AbstractQPSolver):
+    """FISTA for the QPs it fits: ``min ½xᵀPx + qᵀx  s.t.  lb ≤ x ≤ ub`` (no rows in ``A``).
+
+    The prox of the box is the projection, the step ``1/L`` with ``L`` the largest eigenvalue
+    of ``P`` (:func:`power_iteration`).  The bound multipliers are read off the gradient,
+    ``y_bound = −(Px + q)`` on variables at a bound, so ``RESULTS.successful`` means the same as
+    for the other solvers: primal residual, dual residual and duality gap within
+    ``eps_abs + eps_rel·scale`` (:func:`jtwin.qp.kkt_residuals`).  The MPC's ℓ1/hinge problem
+    uses the same loop with its own exact prox (``LinearMPC(solver=FISTA())``).
+
+    Arguments: ``eps_abs, eps_rel`` tolerances; ``max_iter``; ``restart`` (adaptive restart);
+    ``differentiation``: ``"implicit"`` or ``"unrolled"``.
+    """
+
+    eps_abs: float = eqx.field(static=True, default=1e-6)
+    eps_rel: float = eqx.field(static=True, default=1e-6)
+    max_iter: int = eqx.field(static=True, default=5000)
+    differentiation: str = eqx.field(static=True, default="implicit")
+    restart: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        check_options(self.eps_abs, self.eps_rel, self.max_iter, self.differentiation)
+
+    @property
+    def tolerance(self) -> float:
+        """Fixed-point tolerance of the inner loop: a thousandth of the tighter KKT tolerance."""
+        return min(t for t in (self.eps_abs, self.eps_rel) if t > 0) * 1e-3
+
+    def run(self, problem: QPProblem, warm_start: WarmStart | None) -> QPSolution:
+        if problem.m:
+            raise ValueError(f"A: FISTA solves QPs whose only constraints are variable bounds; got {problem.m} rows")
+        n, dtype = problem.n, problem.q.dtype
+        lb = problem.lb if problem.has_bounds else jnp.full(n, -jnp.inf, dtype)
+        ub = problem.ub if problem.has_bounds else jnp.full(n, jnp.inf, dtype)
+        P, q = problem.P, problem.q
+        start = jax.random.normal(jax.random.PRNGKey(0), (n,), dtype)
+        L = jnp.maximum(power_iteration(lambda v: P @ v, start), jnp.finfo(dtype).tiny)
+        x0 = jnp.zeros(n, dtype) if warm_start is None else warm_start.x
+        inner = fista(
+            lambda x: P @ x + q, lambda v, t: jnp.clip(v, lb, ub), jnp.clip(x0, lb, ub), L,
+            max_iter=self.max_iter, tol=self.tolerance, restart=self.restart,
+            unrolled=self.differentiation == "unrolled",
+        )  # fmt: skip
+        x = inner.x
+        grad = P @ x + q
+        at_bound = (x <= lb) | (x >= ub)
+        y_bound = jnp.where(at_bound, -grad, 0.0)
+        empty = jnp.zeros(0, dtype)
+        res = kkt_residuals(problem, x, empty, y_bound, self.eps_abs, self.eps_rel)
+        code = jnp.where(res.converged(), CODES["successful"], CODES["max_iterations_reached"])
+        code = jnp.where(inner.status == RESULTS.numerical_error, CODES["numerical_error"], code)
+        return QPSolution(
+            x=x, y=empty, y_bound=y_bound, z=empty, status=from_code(code), iterations=inner.iterations,
+            primal_residual=res.primal, dual_residual=res.dual, duality_gap=res.gap,
+            objective=problem.objective(x), state=None,
+        )  # fmt: skip
