@@ -15,6 +15,7 @@ from ..models.base import AbstractModel
 from ..models.operating_point import jacobian_transform
 from ._linearised import LinearisedFilter
 from .base import validate_gate
+from .staging import staged
 
 JacobianMode = Literal["auto", "forward", "reverse"]
 
@@ -28,12 +29,13 @@ def _jacobian_transform(model: AbstractModel, mode: JacobianMode) -> Callable:
 
 
 def _value_and_jacobian(fn: Callable, x, jac: Callable):
-    """``(fn(x), ∂fn/∂x)`` from one autodiff pass."""
+    """``(fn(x), ∂fn/∂x)`` from one autodiff pass (:func:`~jtwin.estimation.staging.staged`: a user
+    function's stencils, and those of its derivative, are evaluated once)."""
     def with_aux(z):
         value = fn(z)
         return value, value
 
-    jacobian, value = jac(with_aux, has_aux=True)(x)
+    jacobian, value = staged(jac(with_aux, has_aux=True))(x)
     return value, jacobian
 
 
@@ -62,7 +64,7 @@ def validity_ratio(
         model = eqx.tree_at(lambda m: m.adjoint, model, diffrax.DirectAdjoint())
         jacobian = "forward"
     jac = _jacobian_transform(model, jacobian)
-    hessian = jac(jac(lambda x: model.transition(x, u, t, d)))(mean)
+    hessian = staged(jac(jac(lambda x: model.transition(x, u, t, d))))(mean)
     curvature = jnp.sqrt(jnp.sum(hessian**2))
     q_root = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(model.Q)[-1], 0.0))
     bias = 0.5 * curvature * jnp.trace(cov)

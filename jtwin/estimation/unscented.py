@@ -22,6 +22,7 @@ from ._linalg import (
 )
 from .base import AbstractFilter, finish_update, validate_gate
 from .belief import Belief
+from .staging import staged
 
 #: Centre weights below this trigger a warning: the covariance estimate may lose positive definiteness.
 W0_WARNING_THRESHOLD = -1.0
@@ -91,13 +92,14 @@ class UnscentedBase(AbstractFilter):
         return unscented_weights(n, self.alpha, self.beta, self.kappa)
 
     def propagate(self, fn: Callable, mean, factor, dtype):
-        """Push the sigma points of ``N(mean, factor factorᵀ)`` through ``fn`` (vmapped).
+        """Push the sigma points of ``N(mean, factor factorᵀ)`` through ``fn`` (vmapped, then
+        :func:`~jtwin.estimation.staging.staged`, so a user function's stencils are evaluated once).
 
         Returns ``(Wm, Wc, Y, y_mean)``: weights, images ``Y = fn(X)`` [2N+1, ny] and their weighted mean.
         """
         wm, wc, gamma = self.weights(mean.shape[0])
         wm, wc = jnp.asarray(wm, dtype), jnp.asarray(wc, dtype)
-        images = jax.vmap(fn)(sigma_points(mean, factor, gamma))
+        images = staged(jax.vmap(fn))(sigma_points(mean, factor, gamma))
         return wm, wc, images, wm @ images
 
     def cross_covariance(
