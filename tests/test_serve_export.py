@@ -99,7 +99,12 @@ def test_header_records_layout_versions_and_hashes(twin):
         for p, x in zip(serve.leaf_paths(returned), jax.tree.leaves(returned))
     ]
     assert header["args"][0]["leaves"] == header["results"][1]["leaves"] == expected
-    assert {"belief.mean", "belief.cov", "plan.u", "plan.z", "nis"} <= {leaf["path"] for leaf in expected}
+    assert {"belief.mean", "belief.cov", "plan.u", "plan.z", "nis", "prior.cov", "resets"} <= {
+        leaf["path"] for leaf in expected
+    }
+    assert (header["covariances"], header["events"], header["period"]) == (
+        ["belief.cov", "prior.cov"], ["rejected", "reset", "fallback"], 1.0
+    )
     example = serve.load_step(data).example("state")
     np.testing.assert_array_equal(example["belief.mean"], [20.0, 20.0, 20.0, 18.0, 18.0, 18.0])  # simulation.x0
     np.testing.assert_array_equal(example["belief.cov"], np.eye(6))  # estimator.cov0 = 1
@@ -198,6 +203,17 @@ def test_float64_artifact_needs_x64_in_a_fresh_interpreter(twin, tmp_path):
     env = {"JTWIN_ENABLE_X64": "0", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "jax_enable_x64 is off" in out.stdout, out.stderr
+
+
+def test_export_refuses_a_platform_jax_does_not_know(tmp_path, capsys):
+    """``--platforms bogus`` once exited 0 and was refused only when served."""
+    from jtwin.cli import main
+
+    out = tmp_path / "step.jtx"
+    assert main(["export", str(CONFIG), "--out", str(out), "--platforms", "cpu,bogus"]) == 2
+    assert "platforms: 'bogus' is not a jax platform" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(ValueError, match="^platforms: 'gpu0'"):
+        serve.export_step(lambda s, y, t: (y, s), jnp.zeros(3), jnp.zeros(3), jnp.asarray(0.0), platforms=("gpu0",))
 
 
 def test_cli_serve_arguments(tmp_path):

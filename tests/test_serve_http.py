@@ -221,13 +221,56 @@ def test_retry_of_the_last_step_is_answered_again_not_applied_twice(server):
     assert (status, out["error"]["field"]) == (409, "t")  # same t with other inputs is not a retry
 
 
+def test_outlier_readings_are_gated_and_the_heaters_stay_in_their_box(server, twin):
+    """The issue's readings through the served building twin: 1e6 once drove u to -0.75 kW and the next step to
+    10.31 kW, 1e300 poisoned the twin for good.  Now each is rejected (``events.rejected``), every input stays in
+    [0, 10] kW and the twin steps on as one that never saw the reading."""
+    tw, state, jitted = twin[:3]
+    rng, seq, us_ref = np.random.default_rng(4), [], []
+    for k in range(8):  # readings the twin expects (its predicted output + noise), step 4's simply missing
+        y = np.asarray(tw.model.H) @ np.asarray(state.belief.mean) + 0.05 * rng.normal(size=3)
+        seq.append({"t": k + 1.0, "y": y.tolist(), "d": forecast(k + 1.0).tolist()})
+        y_ref = jnp.full(3, jnp.nan) if k == 3 else jnp.asarray(y)
+        u, state = jitted(tw, state, y_ref, jnp.asarray(k + 1.0), jnp.asarray(seq[-1]["d"]))
+        us_ref.append(np.asarray(u))
+    for name, outlier in (("gate-a", 1e6), ("gate-b", 1e300), ("gate-c", 65535.0)):
+        assert server.request("POST", f"/twins/{name}", {})[0] == 201
+        us = []
+        for k, body in enumerate(seq):
+            if k == 3:
+                body = {**body, "y": [outlier, 20.0, 20.0]}
+            status, out = server.request("POST", f"/twins/{name}/step", body)
+            assert status == 200, out
+            assert out["events"] == {"rejected": int(k == 3), "reset": 0, "fallback": 0}, (name, k, out)
+            us.append(out["u"])
+        assert np.all(np.isfinite(us)) and np.min(us) >= 0.0 and np.max(us) <= 10.0, (name, us)
+        np.testing.assert_allclose(us, us_ref, rtol=1e-9, atol=1e-9)
+        state = server.request("GET", f"/twins/{name}")[1]["state"]
+        assert (state["rejections"], state["resets"], state["fallbacks"]) == (1, 0, 0)
+    assert server.request("GET", "/metrics")[1]["events"]["rejected"] >= 3
+
+
+def test_created_states_are_validated_and_retries_compared_by_value(server):
+    status, out = server.request("POST", "/twins/bad-cov", {"state": {"belief.cov": (-np.eye(6)).tolist()}})
+    assert (status, out["error"]["field"]) == (400, "state.belief.cov") and "semi-definite" in out["error"]["message"]
+    assert server.request("GET", "/twins/bad-cov")[0] == 404
+    assert server.request("POST", "/twins/fmt", {"t": -100.5})[0] == 201
+    text = json.dumps({"t": -99.5, "y": [20.0, 20.0, 20.0], "d": D})
+    assert server.request("POST", "/twins/fmt/step", raw=text.encode())[0] == 200
+    status, again = server.request("POST", "/twins/fmt/step", raw=text.replace("20.0", "20").encode())
+    assert status == 200 and again["replayed"] is True  # was 409 "t=-99.5 is not after t=-99.5"
+    status, out = server.request("POST", "/twins/fmt/step", {"t": -99.0, "y": Y, "d": D})  # half an hour on
+    assert (status, out["error"]["field"]) == (409, "t") and "period=1.0" in out["error"]["message"]
+    assert server.request("POST", "/twins/fmt/step", {"t": -98.5, "y": Y, "d": D})[0] == 200
+
+
 def test_requests_to_one_twin_are_serialised(server):
     assert server.request("POST", "/twins/zone-s", {})[0] == 201
 
     def client(i):
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        answers = [server.request("POST", "/twins/zone-s/step", {"t": 1.0 + i + 4 * j, "y": Y, "d": D}, conn=conn)
-                   for j in range(6)]
+        answers = [server.request("POST", "/twins/zone-s/step", {"t": 1.0 + j, "y": [21.0, 21.0, 21.0 + i], "d": D},
+                                  conn=conn) for j in range(6)]
         conn.close()
         return answers
 
