@@ -21,7 +21,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .learn.train import cli_train
 
-    print(cli_train(args.config, args.logs, method=args.method, out_dir=args.out))
+    text, problem = cli_train(args.config, args.logs, method=args.method, out_dir=args.out, drop_outliers=args.drop_outliers)
+    print(text)
+    if problem is not None:
+        print(f"jtwin train: error: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -88,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--logs", required=True, help="plant log: CSV (t, u_*, y_*, d_* columns) or NPZ")
     train.add_argument("--method", choices=("mle", "prediction"), default=None, help="override [train].method")
     train.add_argument("--out", default=None, help="output directory (default train_<config name>)")
+    train.add_argument(
+        "--drop-outliers", action="store_true", help="set the readings flagged as outliers (spikes) missing before the fit"
+    )
     train.set_defaults(func=_cmd_train)
     drift = sub.add_parser("drift", help="KS drift tests of a new log against a reference log: none/retrain/redesign")
     drift.add_argument("config", help="TOML config ([drift] sets alpha, correction, min_effect)")

@@ -27,11 +27,11 @@ A config describes a plant and how to run it::
     kind = "kf"                  # kf | ekf | ukf | srukf
     gate = 1e-4                  # chi-square gate level of the filter (0 = off; the twin also gates, Twin.gate)
     cov0 = 1.0                   # initial covariance cov0 * I
-    [controller]
+    [controller]                 # required
     kind = "mpc"                 # the twin's LinearMPC on the measured states
     solver = "admm"              # the MPC's QP solver: admm | ipm | fista (jtwin.qp.SOLVERS)
     horizon = 24
-    setpoint = 21.0              # reference for the measured states (a number, or one per measured state)
+    setpoint = 21.0              # required: reference for the measured states (a number, or one per measured state)
     q = 1.0                      # tracking weight
     r = 0.01                     # input weight
     alpha = 0.1                  # price per unit |u| (l1)
@@ -96,7 +96,13 @@ class PlantConfig:
         try:
             return PLANTS[self.kind](**self.params)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"plant.params: {exc}") from exc
+            raise plant_params_error(exc, self.params) from exc
+
+
+def plant_params_error(exc: Exception, params: dict) -> ConfigError:
+    """A builder's ``"name: message"`` error as ``plant.params.name: message`` (``plant.params: …`` otherwise)."""
+    name, _, rest = str(exc).partition(":")
+    return ConfigError(f"plant.params.{name.strip()}:{rest}" if name.strip() in params else f"plant.params: {exc}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,7 @@ class ControllerConfig:
     (:class:`jtwin.qp.ADMM`; empty / 0: the solver's default)."""
 
     kind: str = "mpc"
-    setpoint: float | tuple[float, ...] = field(default=0.0, metadata=VECTOR)
+    setpoint: float | tuple[float, ...] | None = field(default=None, metadata=VECTOR)  # required
     umin: float | tuple[float, ...] = field(default=float("-inf"), metadata=VECTOR)
     umax: float | tuple[float, ...] = field(default=float("inf"), metadata=VECTOR)
     horizon: int = 24
@@ -228,6 +234,8 @@ def _coerce(path: str, value, default, vector: bool = False):
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if vector and _numbers(value) and value:
         return tuple(float(v) for v in value)
+    if vector and number:
+        return float(value)
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -270,14 +278,17 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
         raise ConfigError(f"plant.{sorted(extra)[0]}: unknown field; expected kind, params")
     params = _table(plant, "params", "plant.")
     accepted = {
-        name
+        name: p.default
         for fn in (PLANTS[kind], _PARAMETER_CLASSES.get(kind, PLANTS[kind]))
         for name, p in inspect.signature(fn).parameters.items()
         if p.kind is not inspect.Parameter.VAR_KEYWORD
     }
-    for name in params:
+    for name, value in params.items():
         if name not in accepted:
             raise ConfigError(f"plant.params.{name}: not a parameter of the {kind} plant; expected one of {sorted(accepted)}")
+        default = accepted[name]
+        if isinstance(default, (bool, int, float, str, tuple)):  # typed by its default (a float/tuple: number or list)
+            _coerce(f"plant.params.{name}", value, default, vector=isinstance(default, (float, tuple)))
     sim = _fields(SimulationConfig, _table(data, "simulation", ""), "simulation")
     for name in ("scenarios", "steps"):
         if getattr(sim, name) < 1:
@@ -285,7 +296,12 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
     if np.any(np.asarray(sim.x0_std) < 0):
         raise ConfigError(f"simulation.x0_std: expected a non-negative number, got {sim.x0_std}")
     weather = _fields(WeatherConfig, _table(data, "weather", ""), "weather")
-    ctrl = _fields(ControllerConfig, _table(data, "controller", ""), "controller")
+    ctrl = _fields(ControllerConfig, _table(data, "controller", "", required=True), "controller")
+    if ctrl.setpoint is None:
+        raise ConfigError(
+            "controller.setpoint: missing required field: the reference of the measured states "
+            "(a number, or one per measured state, e.g. setpoint = 21.0)"
+        )
     if ctrl.kind not in CONTROLLERS:
         raise ConfigError(f"controller.kind: expected one of {list(CONTROLLERS)}, got {ctrl.kind!r}")
     for lo, hi in (("umin", "umax"), ("xmin", "xmax")):

@@ -36,13 +36,16 @@ and the column.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 TIME_NAMES = ("t", "time", "timestamp")
+OUTLIER_THRESHOLD = 10.0  # robust noise scales from the local median beyond which a reading is flagged
 ROLES = ("u", "y", "d")
 _ROLE_TITLES = {"u": "input", "y": "measurement", "d": "disturbance"}
 _HEADER = re.compile(r"^\s*(?P<name>[^\[\]]*?)\s*(?:\[(?P<unit>[^\[\]]*)\])?\s*$")
@@ -68,6 +71,11 @@ class PlantLog:
     names: dict[str, tuple[str, ...]] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
     source: str = "<arrays>"
+    lines: tuple[int, ...] | None = field(default=None, repr=False, compare=False)  # file line of each sample (CSV)
+
+    def where(self, k: int) -> str:
+        """Where sample ``k`` is: ``file.csv:LINE`` for a CSV log, else ``source: sample k`` (0-based)."""
+        return f"{self.source}:{self.lines[k]}" if self.lines else f"{self.source}: sample {k}"
 
     def __post_init__(self):
         t = _float_array(self.source, "t", self.t, 1)
@@ -85,19 +93,19 @@ class PlantLog:
                     f"{self.source}: {len(given)} {_ROLE_TITLES[role]} names for array '{role}' with {arr.shape[1]} columns"
                 )
             names[role] = given or tuple(f"{role}{i}" for i in range(arr.shape[1]))
-        _check_time(t, lambda k: f"{self.source}: row {k}")
+        _check_time(t, self.where)
         for role in ("u", "d"):
             bad = np.argwhere(~np.isfinite(arrays[role]))
             if bad.size:
                 k, j = bad[0]
                 raise ValueError(
-                    f"{self.source}: row {k}, column '{role}_{names[role][j]}': {_ROLE_TITLES[role]} is "
+                    f"{self.where(k)}: column '{role}_{names[role][j]}': {_ROLE_TITLES[role]} is "
                     f"{arrays[role][k, j]}; inputs and disturbances must be finite (only measurements may be missing)"
                 )
         bad = np.argwhere(np.isinf(arrays["y"]))
         if bad.size:
             k, j = bad[0]
-            raise ValueError(f"{self.source}: row {k}, column 'y_{names['y'][j]}': infinite measurement; use NaN for missing")
+            raise ValueError(f"{self.where(k)}: column 'y_{names['y'][j]}': infinite measurement; use NaN for missing")
         object.__setattr__(self, "t", t)
         for role in ROLES:
             object.__setattr__(self, role, arrays[role])
@@ -122,6 +130,37 @@ class PlantLog:
     def missing_fraction(self) -> float:
         """Fraction of measurement entries that are missing (NaN)."""
         return float(np.mean(np.isnan(self.y))) if self.y.size else 0.0
+
+    def outliers(self, threshold: float = OUTLIER_THRESHOLD, window: int = 7) -> np.ndarray:
+        """Mask [T, ny] of measurements that are spikes: farther than ``threshold`` robust noise scales from the
+        median of their ``window`` neighbours (a Hampel filter).
+
+        The noise scale of each column is ``1.4826 · median|Δy| / √2`` (the MAD of sample-to-sample
+        changes, robust to the spikes themselves and to slow trends); a real step in the plant moves
+        the window's median with it, a lone wild reading does not.
+        """
+        y = self.y
+        half = window // 2
+        padded = np.pad(y, ((half, half), (0, 0)), constant_values=np.nan)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # [T, ny, window]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows / columns
+            local = np.nanmedian(windows, axis=-1)
+            scale = 1.4826 * np.nanmedian(np.abs(np.diff(y, axis=0)), axis=0) / np.sqrt(2)
+            spread = 1.4826 * np.nanmedian(np.abs(y - np.nanmedian(y, axis=0)), axis=0)
+            scale = np.maximum(np.where(scale > 0, scale, spread), np.finfo(float).tiny)  # a mostly constant column
+            return np.abs(y - local) > threshold * scale
+
+    def describe_outliers(self, mask: np.ndarray, limit: int = 5) -> str:
+        """``mask``'s flagged readings as ``file:line column value`` entries (the first ``limit``)."""
+        flagged = np.argwhere(mask)
+        text = "; ".join(f"{self.where(k)} y_{self.names['y'][j]} = {self.y[k, j]:g}" for k, j in flagged[:limit])
+        more = f" and {len(flagged) - limit} more" if len(flagged) > limit else ""
+        return f"{len(flagged)} outlier reading(s): {text}{more}"
+
+    def without(self, mask: np.ndarray) -> PlantLog:
+        """This log with the measurements under ``mask`` [T, ny] set missing (NaN), e.g. gated outliers."""
+        return dataclasses.replace(self, y=np.where(mask, np.nan, self.y))
 
     def check_model(self, model) -> None:
         """Raise ``ValueError`` unless the log's column counts match ``model``'s (m, ny, p)."""
@@ -226,9 +265,6 @@ def _load_csv(path: Path) -> PlantLog:
             except ValueError:
                 raise ValueError(f"{source}:{line_no}: column '{label}': non-numeric value {text!r}") from None
     t_col = next(j for j, c in enumerate(columns) if c[0] == "t")
-    line_of = [line for line, _ in rows[1:]]
-    if data.shape[0]:
-        _check_time(data[:, t_col], lambda k: f"{source}:{line_of[k]}")
     pick = {role: [j for j, c in enumerate(columns) if c[0] == role] for role in ROLES}
     return PlantLog(
         t=data[:, t_col],
@@ -238,6 +274,7 @@ def _load_csv(path: Path) -> PlantLog:
         names={role: tuple(columns[j][1] for j in idx) for role, idx in pick.items()},
         units={("t" if c[0] == "t" else f"{c[0]}_{c[1]}"): c[2] for c in columns},
         source=source,
+        lines=tuple(line for line, _ in rows[1:]),
     )
 
 

@@ -85,7 +85,7 @@ def test_malformed_csv_names_row_and_column(tmp_path, text, message):
 def test_malformed_npz_and_arrays(tmp_path):
     path = tmp_path / "bad.npz"
     np.savez(path, t=np.array([0.0, 2.0, 1.0]), u=np.zeros((3, 1)), y=np.zeros((3, 1)))
-    with pytest.raises(ValueError, match=r"row 2: column 't': timestamp 1 is not after"):
+    with pytest.raises(ValueError, match=r"bad.npz: sample 2: column 't': timestamp 1 is not after"):
         load_log(path)
     np.savez(path, t=np.arange(3.0), u=np.zeros((4, 1)), y=np.zeros((3, 1)))
     with pytest.raises(ValueError, match=r"array 'u' has shape \(4, 1\)"):
@@ -98,7 +98,7 @@ def test_malformed_npz_and_arrays(tmp_path):
         load_log(path)
     u = np.zeros((3, 1))
     u[1, 0] = np.nan
-    with pytest.raises(ValueError, match=r"row 1, column 'u_heat': input is nan"):
+    with pytest.raises(ValueError, match=r"<arrays>: sample 1: column 'u_heat': input is nan"):
         PlantLog(t=np.arange(3.0), u=u, y=np.zeros((3, 1)), names={"u": ("heat",)})
     with pytest.raises(FileNotFoundError, match="not found"):
         load_log(tmp_path / "nope.csv")

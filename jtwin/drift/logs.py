@@ -3,7 +3,7 @@
 Log formats
 -----------
 **CSV**: one header row of column names, then one row per sample (comma
-separated, numeric).  Columns named ``t``, ``time`` or ``timestamp`` are
+separated, numeric and finite; an error names the file line and column).  Columns named ``t``, ``time`` or ``timestamp`` are
 ignored; columns whose name starts with ``r_`` or ``residual`` are model
 residuals ``r = y − f(x)``; every other column is an input feature.  Pass
 ``residual_columns`` to name the residual columns explicitly instead.
@@ -14,6 +14,7 @@ residuals ``r = y − f(x)``; every other column is an input feature.  Pass
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,18 +69,36 @@ def _load_npz(path: Path) -> DriftLog:
         x, r = (a[:, None] if a.ndim == 1 else a for a in (x, r))
         x_names = tuple(str(s) for s in data["x_names"]) if "x_names" in data else tuple(f"x{i}" for i in range(x.shape[1]))
         r_names = tuple(str(s) for s in data["r_names"]) if "r_names" in data else tuple(f"r{i}" for i in range(r.shape[1]))
+    for key, arr, names in (("x", x, x_names), ("r", r, r_names)):
+        bad = np.argwhere(~np.isfinite(arr))
+        if bad.size:
+            k, j = bad[0]
+            raise ValueError(
+                f"{path}: array '{key}', sample {k}, column '{names[j]}': value {arr[k, j]}; KS tests need every value finite"
+            )
     return DriftLog(x, r, x_names, r_names)
 
 
 def _load_csv(path: Path, residual_columns: Sequence[str] | None) -> DriftLog:
-    with path.open() as fh:
-        header = [h.strip() for h in fh.readline().strip().split(",")]
-    try:
-        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(f"{path}: expected numeric CSV rows after the header ({exc})") from exc
-    if data.shape[1] != len(header):
-        raise ValueError(f"{path}: header has {len(header)} columns but rows have {data.shape[1]}")
+    with path.open(newline="") as fh:
+        lines = [(i + 1, row) for i, row in enumerate(csv.reader(fh)) if any(c.strip() for c in row)]
+    if not lines:
+        raise ValueError(f"{path}: empty drift log; expected a header row and numeric rows")
+    header = [h.strip() for h in lines[0][1]]
+    data = np.empty((len(lines) - 1, len(header)))
+    for r, (line_no, cells) in enumerate(lines[1:]):
+        if len(cells) != len(header):
+            raise ValueError(f"{path}:{line_no}: row has {len(cells)} values, the header has {len(header)} columns")
+        for j, text in enumerate(cells):
+            try:
+                data[r, j] = float(text)
+            except ValueError:
+                raise ValueError(f"{path}:{line_no}: column '{header[j]}': non-numeric value {text.strip()!r}") from None
+            if not np.isfinite(data[r, j]):
+                raise ValueError(
+                    f"{path}:{line_no}: column '{header[j]}': value {text.strip()!r}; KS tests need every value finite "
+                    "(drop the row)"
+                )
     if residual_columns is not None:
         unknown = sorted(set(residual_columns) - set(header))
         if unknown:

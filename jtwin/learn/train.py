@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jaxtyping import PyTree
 
-from ..config import Config, ConfigError, load_config
+from ..config import Config, ConfigError, load_config, plant_params_error
 from ..logs import load_log
 from ..models import AbstractModel
 from ..models.library import BuildingRC
@@ -41,7 +41,7 @@ def plant_parameters(cfg: Config) -> tuple[PyTree, Callable[[PyTree], AbstractMo
         try:
             params = BuildingRC(**builder)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"plant.params: {exc}") from exc
+            raise plant_params_error(exc, cfg.plant.params) from exc
         return params, functools.partial(BuildingRC.to_linear, **model_kw)
     return cfg.plant.build(), None
 
@@ -71,12 +71,15 @@ def train_config(
     out_dir: str | Path | None = None,
     options: TrainOptions | None = None,
     progress: bool = True,
+    drop_outliers: bool = False,
 ) -> tuple[FitResult, dict[str, Path]]:
     """Fit the plant of ``config`` to the log ``logs`` and write the report into ``out_dir``.
 
     Options come from ``options`` or the config's ``[train]`` table (defaults otherwise);
     ``method`` overrides ``train.method``.  The state prior is ``N(simulation.x0, estimator.cov0·I)``
     and the filter is the config's ``[estimator]``.  ``out_dir`` defaults to ``train_<config stem>``.
+    A log without any measurement is refused (``ValueError``); with ``drop_outliers`` the readings
+    :meth:`~jtwin.logs.PlantLog.outliers` flags are set missing before the fit.
     Returns the fit and the written files (``params``, ``report``, ``json``, ``loss_plot``).
     """
     cfg = load_config(config)
@@ -89,9 +92,14 @@ def train_config(
     x0 = np.zeros(n) if cfg.simulation.x0 is None else np.asarray(cfg.simulation.x0)
     if x0.shape != (n,):
         raise ConfigError(f"simulation.x0: expected {n} values (the {cfg.plant.kind} state), got {x0.shape[0]}")
+    log = load_log(logs)
+    if not np.any(np.isfinite(log.y)):
+        raise ValueError(f"{logs}: no measurements: every y_ entry is empty or NaN, so there is nothing to fit")
+    if drop_outliers:
+        log = log.without(log.outliers())
     result = fit(
         params,
-        load_log(logs),
+        log,
         mean0=jnp.asarray(x0),
         cov0=cfg.estimator.cov0 * jnp.eye(n),
         to_model=to_model,
@@ -119,9 +127,31 @@ def _adam(learning_rate: float) -> optax.GradientTransformation:
     return optax.adam(learning_rate)
 
 
-def cli_train(config: str, logs: str, method: str | None = None, out_dir: str | None = None) -> str:
-    """Text output of ``jtwin train``: the fit summary and where the files are."""
-    result, paths = train_config(config, logs, method=method, out_dir=out_dir)
-    files = "\n".join(f"  {name:<9} {path}" for name, path in paths.items())
-    return f"{result.summary()}\nwrote:\n{files}\nuse with: jtwin run {config} --params {paths['params']}"
+def identification_problem(result: FitResult) -> str | None:
+    """Why the fit cannot be used (``"parameters not identifiable: …"``, a non-finite loss), or None."""
+    if result.status == "non_finite":
+        return "the loss became non-finite during the fit (see loss.png); check the log for wild readings"
+    if not result.laplace.identified:
+        return f"parameters not identifiable: {result.laplace.weakest} (the Hessian is not positive definite)"
+    return None
 
+
+def cli_train(
+    config: str, logs: str, method: str | None = None, out_dir: str | None = None, drop_outliers: bool = False
+) -> tuple[str, str | None]:
+    """``(text, problem)`` of ``jtwin train``: the fit summary, the flagged outliers and where the files are, and
+    why the fit is unusable (None when it is identified; :func:`identification_problem`)."""
+    log = load_log(logs)
+    flagged = log.outliers()
+    result, paths = train_config(config, logs, method=method, out_dir=out_dir, drop_outliers=drop_outliers)
+    files = "\n".join(f"  {name:<9} {path}" for name, path in paths.items())
+    text = f"{result.summary()}\nwrote:\n{files}"
+    if flagged.any():
+        action = "set missing before the fit (--drop-outliers)" if drop_outliers else "kept; --drop-outliers sets them missing"
+        text = f"log: {log.describe_outliers(flagged)} ({action})\n{text}"
+    problem = identification_problem(result)
+    if problem is None:
+        text += f"\nuse with: jtwin run {config} --params {paths['params']}"
+    elif flagged.any() and not drop_outliers:
+        problem += "; the log has outlier readings: retry with --drop-outliers"
+    return text, problem
