@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from jtwin.control import LinearMPC, lqr
-from jtwin.qp import is_successful, status_name
+from jtwin.qp import ADMM, InteriorPoint, is_successful, status_name
 
 N = 6
 
@@ -212,3 +212,75 @@ def test_bad_state_raises():
     mpc = LinearMPC(np.eye(2), np.ones((2, 1)), 3, np.eye(2), np.eye(1))
     with pytest.raises(ValueError, match="x0"):
         mpc.solve(jnp.zeros(3))
+
+
+@pytest.mark.parametrize("how", ["method", "object"])
+def test_interior_point_mpc_matches_cvxpy(how):
+    """``LinearMPC(..., method="ipm")`` and ``solver=InteriorPoint(...)``: the same controller, at the
+    reference optimum (state constraints hard, ℓ1 and hinge on)."""
+    p = plant(5)
+    kw = dict(alpha=0.3, beta=2.0, rho=0.2)
+    opts = dict(method="ipm", eps_abs=1e-9, eps_rel=1e-9) if how == "method" else dict(solver=InteriorPoint(eps_abs=1e-9, eps_rel=1e-9))
+    mpc = LinearMPC(
+        p["A"], p["B"], N, p["Q"], p["R"], xref=p["xref"], umin=-1.0, umax=1.0, xmin=XMIN, xmax=XMAX,
+        c=p["c"], E=p["E"], **opts, **kw,
+    )  # fmt: skip
+    assert mpc.method == "ipm"
+    sol = mpc.solve(p["x0"], p["d"])
+    u_ref, f_ref = cvxpy_mpc(p, umin=-1.0, umax=1.0, xmin=XMIN, xmax=XMAX, **kw)
+    assert bool(is_successful(sol.status))
+    assert abs(float(sol.objective) - f_ref) <= 1e-6 * abs(f_ref)
+    np.testing.assert_allclose(sol.u, u_ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["admm", "ipm"])
+def test_inputs_inside_their_boxes_exactly_at_default_tolerance(method):
+    """Random ℓ1/hinge MPCs at the default tolerance: every returned input within [umin, umax] with no slack
+    (ADMM's iterate used to leave the box by up to 6.5e-5)."""
+    worst = 0.0
+    for seed in range(6):
+        p = plant(10 + seed)
+        mpc = LinearMPC(
+            p["A"], p["B"], N, p["Q"], p["R"], xref=3.0 * p["xref"], umin=-0.2, umax=0.3, c=p["c"], E=p["E"],
+            alpha=0.3, beta=2.0, rho=0.1, method=method,
+        )  # fmt: skip
+        sols = jax.vmap(lambda x0: mpc.solve(x0, p["d"]))(5.0 * np.random.default_rng(seed).normal(size=(16, 4)))
+        u = np.asarray(sols.u)
+        assert np.any(np.isclose(u, 0.3, atol=1e-6)) or np.any(np.isclose(u, -0.2, atol=1e-6))  # the boxes are active
+        worst = max(worst, float(np.max(u - 0.3)), float(np.max(-0.2 - u)))
+    assert worst <= 0.0
+
+
+def test_fista_mpc_gradient_matches_finite_differences():
+    """Reverse mode through LinearMPC(method="fista") at its defaults (implicit differentiation of the
+    proximal-gradient fixed point), against central differences of the cvxpy optimum."""
+    p = plant(6)
+    kw = dict(alpha=0.3, beta=2.0, rho=0.2)
+    w = np.random.default_rng(0).normal(size=(N, 2))
+
+    def mpc(x0_scale):
+        return LinearMPC(p["A"], p["B"], N, p["Q"], p["R"], xref=p["xref"], umin=-1.0, umax=1.0, c=p["c"],
+                         E=p["E"], method="fista", **kw)  # fmt: skip
+
+    ctrl = mpc(1.0)
+    grad = jax.grad(lambda x0: jnp.sum(ctrl.solve(x0, p["d"]).u * w))(jnp.asarray(p["x0"]))
+    h = 1e-5
+    fd = []
+    for e in np.eye(4):
+        plus = cvxpy_mpc(dict(p, x0=p["x0"] + h * e), umin=-1.0, umax=1.0, **kw)[0]
+        minus = cvxpy_mpc(dict(p, x0=p["x0"] - h * e), umin=-1.0, umax=1.0, **kw)[0]
+        fd.append(np.sum((plus - minus) * w) / (2 * h))
+    assert np.all(np.isfinite(grad)) and np.max(np.abs(grad)) > 1e-3
+    np.testing.assert_allclose(grad, fd, rtol=2e-3, atol=2e-4)
+
+
+def test_solver_object_and_method_are_one_choice():
+    args = dict(A=np.eye(2), B=np.ones((2, 1)), horizon=3, Q=np.eye(2), R=np.eye(1))
+    assert LinearMPC(**args).solver == ADMM()
+    assert LinearMPC(**args, eps_abs=1e-6).solver == ADMM(eps_abs=1e-6)
+    with pytest.raises(ValueError, match="eps_abs"):
+        LinearMPC(**args, solver=ADMM(), eps_abs=1e-6)
+    with pytest.raises(ValueError, match="polish: not an option of InteriorPoint"):
+        LinearMPC(**args, method="ipm", polish=True)
+    with pytest.raises(ValueError, match="method"):
+        LinearMPC(**args, method="simplex")

@@ -20,6 +20,7 @@ from .base import AbstractQPSolver, solve
 from .entry import solve_qp
 from .fista import FISTA, FISTASolution, fista, power_iteration
 from .implicit import attach_fixed_point_gradient, attach_kkt_gradient
+from .ipm import InteriorPoint
 from .problem import KKTResiduals, QPProblem, kkt_residuals
 from .prox import prox_hinge, prox_l1_box, prox_l1_box_hinge, soft_threshold
 from .registry import SOLVERS, make_solver, solver_name
@@ -33,6 +34,7 @@ __all__ = [
     "AbstractQPSolver",
     "FISTA",
     "FISTASolution",
+    "InteriorPoint",
     "KKTResiduals",
     "QPProblem",
     "QPSolution",

@@ -597,7 +597,7 @@ def _solve_batch(settings: _Settings, P, A, q, l, u, lb, ub, x0, y0, rho0):
     X = data.in_bounds(X)
     res = _residuals(sd, qs, X, Z, Y, l_full, u_full, settings)
     m = A.shape[0]
-    x = jnp.clip(X * D, lb, ub) if settings.bounds else X * D  # exact bounds after unscaling's round-off
+    x = X * D
     y_all = Y * E / c
     y_bound = y_all[:, m:] if settings.bounds else jnp.zeros_like(x)
     return QPSolution(

@@ -5,8 +5,9 @@ A solver is an ``eqx.Module`` holding its options (validated once, in
 :class:`~jtwin.qp.QPProblem` (and an optional :class:`~jtwin.qp.WarmStart`) to a
 :class:`~jtwin.qp.QPSolution` without caring about gradients.  :func:`solve`
 adds what is common to all solvers: the implicit KKT gradient
-(:mod:`jtwin.qp.implicit`, attached once here for any solver), the
-solver-independent residuals and duality gap of the returned point, and ``throw=``.
+(:mod:`jtwin.qp.implicit`, attached once here for any solver), bounded variables
+returned exactly inside their bounds, the solver-independent residuals and duality gap of
+the returned point, and ``throw=``.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ def _solve(solver: AbstractQPSolver, problem: QPProblem, warm_start: WarmStart |
         sol = solver.run(problem, warm_start)
     else:
         sol = solver.run(*jax.lax.stop_gradient((problem, warm_start)))
+    if problem.has_bounds:  # bounded variables exactly inside their bounds, whatever the solver's round-off
+        lb, ub = jax.lax.stop_gradient((problem.lb, problem.ub))
+        sol = eqx.tree_at(lambda s: s.x, sol, jnp.clip(sol.x, lb, ub))
+    if solver.differentiation != "unrolled":
         C, l, u = problem.rows()
         yc = jnp.concatenate([sol.y, sol.y_bound]) if problem.has_bounds else sol.y
         x, yc = attach_kkt_gradient(problem.P, problem.q, C, l, u, sol.x, yc, is_successful(sol.status))

@@ -11,8 +11,9 @@ import dataclasses
 from .admm import ADMM
 from .base import AbstractQPSolver
 from .fista import FISTA
+from .ipm import InteriorPoint
 
-SOLVERS: dict[str, type[AbstractQPSolver]] = {"admm": ADMM, "fista": FISTA}
+SOLVERS: dict[str, type[AbstractQPSolver]] = {"admm": ADMM, "ipm": InteriorPoint, "fista": FISTA}
 
 
 def make_solver(name: str, **options) -> AbstractQPSolver:
