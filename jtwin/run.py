@@ -216,7 +216,8 @@ class RunResult:
             f"jtwin run {cfg.source}: {cfg.plant.kind} plant ({n} states, {m} inputs), twin = "
             f"{cfg.estimator.kind.upper()} + MPC (horizon {self.twin.horizon} steps = {self.twin.horizon * dt:g} {unit}), {delay}",
             f"parameters: {params}",
-            f"precision: model and estimator {self.precision['model_and_estimator']}, MPC QP {self.precision['mpc']}",
+            f"precision: model and estimator {self.precision['model_and_estimator']}, MPC QP {self.precision['mpc']} "
+            f"(solver {cfg.controller.solver}, eps {cfg.controller.eps:g}, max_iter {cfg.controller.max_iter})",
             f"{self.scenarios} scenarios x {self.steps} steps of {dt:g} {unit} ({self.steps * dt:g} {unit}): "
             f"run {t.run_s:.2f} s = {rate:,.0f} scenario-steps/s, plus {t.compile_s:.2f} s compilation",
         ]

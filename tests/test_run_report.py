@@ -17,30 +17,12 @@ from jtwin.report import CompileTimer, default_run_dir, vocabulary, write_run
 from jtwin.report.plots import FIGURES
 from jtwin.run import run_twin
 
+from test_config import GOOD
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TINY = """
-[plant]
-kind = "building"
-[plant.params]
-zones = 2
-[simulation]
-scenarios = 4
-steps = 6
-seed = 3
-x0 = [20.0, 20.0, 18.0, 18.0]
-dropout = 0.1
-[controller]
-kind = "mpc"
-horizon = 4
-setpoint = 21.0
-umin = 0.0
-umax = 5.0
-xmin = 20.0
-xmax = 24.0
-alpha = 0.1
-beta = 1.0
-rho = 6.0
-"""
+TINY = GOOD.replace("steps = 5", "steps = 6\nseed = 3\ndropout = 0.1").replace("scenarios = 3", "scenarios = 4") + (
+    "alpha = 0.1\nbeta = 1.0\nrho = 6.0\n"  # appended to [controller]: an energy price and a demand charge
+)
 
 
 @pytest.fixture(scope="module")

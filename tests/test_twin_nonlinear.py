@@ -15,7 +15,7 @@ import jtwin as jt
 from jtwin.config import ConfigError, load_config
 from jtwin.models.library import CSTRDynamics, cstr_model, inventory_model
 from jtwin.qp import is_successful
-from jtwin.run import build_twin, run_config
+from jtwin.run import build_twin, run_config, run_twin
 from jtwin.twin import Twin
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -222,8 +222,6 @@ def test_config_operating_point_is_the_steady_state_at_the_setpoint(tmp_path):
 @pytest.mark.slow  # 20 s each, smoke runs: the twins they build are tested above and in test_config
 @pytest.mark.parametrize("name", ["cstr", "inventory"])
 def test_shipped_configs_run(name):
-    out = run_config(str(CONFIGS / f"{name}.toml"), scenarios=2, steps=3).splitlines()
-    table = out[next(i for i, line in enumerate(out) if line.startswith("KPI")) + 1 :]
-    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in table}
-    assert {"tracking_rmse", "final_error", "energy", "solver_failures", "nis"} <= set(rows)
-    assert rows["solver_failures"][0] == 0.0 and all(np.isfinite(rows["tracking_rmse"]))
+    summary = run_twin(str(CONFIGS / f"{name}.toml"), scenarios=2, steps=3).summary
+    assert {"tracking_rmse", "final_error", "energy", "solver_failures", "nis"} <= set(summary)
+    assert summary["solver_failures"]["mean"] == 0.0 and all(np.isfinite(list(summary["tracking_rmse"].values())))

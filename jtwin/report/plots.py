@@ -73,6 +73,15 @@ def _grid(count: int, cols: int, width: float = 5.0, height: float = 2.8):
     return fig, list(axes.flat[:count])
 
 
+def _finish(fig, axes, result, what: str):
+    """Legends outside the plots, light grids and the figure title of a time-series figure."""
+    for ax in axes:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{result.cfg.plant.kind}: {what} in closed loop over {result.scenarios} scenarios ({result.cfg.source})")
+    return fig
+
+
 def states_figure(result):
     """States over time against setpoint and band, and the disturbances (module docstring)."""
     words, mpc = result.words, result.twin.controller
@@ -100,11 +109,7 @@ def states_figure(result):
         label, u = words.disturbances[j]
         ax.plot(t, d[:, j], color="tab:gray", lw=1.5, label="true (all scenarios; forecasts have errors)")
         ax.set(title=f"disturbance: {label}", xlabel=f"time [{unit}]", ylabel=f"{label} [{u}]")
-    for ax in axes:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"{result.cfg.plant.kind}: states in closed loop ({result.cfg.source})")
-    return fig
+    return _finish(fig, axes, result, "states")
 
 
 def inputs_figure(result):
@@ -132,12 +137,9 @@ def inputs_figure(result):
         worst = np.unravel_index(np.argmax(load), load.shape)
         peak = float(load[worst])
         ax.plot(t[worst[1]], peak, "v", color="tab:red", ms=9, label=f"peak {peak:.4g} {un} (scenario {worst[0]})")
+        ax.margins(y=0.15)  # keep the peak marker inside the axes
         ax.set(title=f"{label} (the demand charge applies above ρ)", xlabel=f"time [{unit}]", ylabel=f"{label} [{un}]")
-    for ax in axes:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"{result.cfg.plant.kind}: inputs in closed loop ({result.cfg.source})")
-    return fig
+    return _finish(fig, axes, result, "inputs")
 
 
 def _bins(v: np.ndarray):
