@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-DATA_DIR = "/work/shared/qpbench"
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "shared", "qpbench")  # ../shared beside the checkout
 ACCURACIES = {"low": 1e-3, "mid": 1e-6, "high": 1e-9}
 TIME_LIMIT = 10.0  # seconds counted for a failed solve in the shifted geometric mean of times
 TIME_SHIFT = 10.0  # qpbenchmark's shift for computation times

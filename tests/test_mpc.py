@@ -1,6 +1,7 @@
 """LinearMPC against cvxpy (CLARABEL) and OSQP; soft constraints, batching, warm starts, validation."""
 
 import cvxpy as cp
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -284,3 +285,11 @@ def test_solver_object_and_method_are_one_choice():
         LinearMPC(**args, method="ipm", polish=True)
     with pytest.raises(ValueError, match="method"):
         LinearMPC(**args, method="simplex")
+
+
+def test_throw_raises_with_the_status_message():
+    mpc = LinearMPC(np.eye(2), np.ones((2, 1)), 3, np.eye(2), np.eye(1), umin=-1.0, umax=1.0, xmin=-0.1, xmax=0.1)
+    assert status_name(mpc.solve(np.array([5.0, 5.0])).status) == "primal_infeasible"
+    with pytest.raises(eqx.EquinoxRuntimeError, match="primal infeasible"):
+        mpc.solve(np.array([5.0, 5.0]), throw=True)
+    assert bool(is_successful(mpc.solve(np.zeros(2), throw=True).status))

@@ -54,7 +54,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from .. import _checks
-from ..qp import FISTA, RESULTS, AbstractQPSolver, QPProblem, WarmStart, attach_fixed_point_gradient, solve
+from ..qp import FISTA, RESULTS, AbstractQPSolver, throw_if_failed, QPProblem, WarmStart, attach_fixed_point_gradient, solve
 from ..qp.fista import fista, power_iteration
 from ..qp.prox import prox_l1_box, prox_l1_box_hinge
 from ..qp.registry import make_solver, solver_name
@@ -408,12 +408,14 @@ class LinearMPC(eqx.Module):
         d: Float[Array, "N p"] | None = None,
         warm_start: MPCSolution | None = None,
         xref: Float[Array, "N+1 n"] | Float[Array, " n"] | None = None,
+        *,
+        throw: bool = False,
     ) -> MPCSolution:
         """Optimal input sequence from state ``x0`` [n] with forecast ``d`` [N, p] (zero if None).
 
         ``warm_start``: a previous solution, usually ``mpc.shift(previous)``.
         ``xref`` overrides the stored reference for this call ([n] or [N+1, n]).
-        jit/vmap/grad-able; failures are reported in ``status``.
+        jit/vmap/grad-able; failures are reported in ``status`` (``throw=True``: raised instead).
         """
         N, n = self.horizon, self.n
         dtype = self.A.dtype
@@ -421,7 +423,8 @@ class LinearMPC(eqx.Module):
         p = self.E.shape[1]
         d = jnp.zeros((N, p), dtype) if d is None else _checks.as_array("d", d, (N, p)).astype(dtype)
         ref = self.xref if xref is None else _reference(xref, N, n).astype(dtype)
-        return _solve_jit(self, x0, d, ref, warm_start)
+        sol = _solve_jit(self, x0, d, ref, warm_start)
+        return throw_if_failed(sol, sol.status) if throw else sol
 
     def _solve(self, x0, d, ref, warm_start) -> MPCSolution:
         N = self.horizon

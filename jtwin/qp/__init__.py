@@ -24,7 +24,7 @@ from .ipm import InteriorPoint
 from .problem import KKTResiduals, QPProblem, kkt_residuals
 from .prox import prox_hinge, prox_l1_box, prox_l1_box_hinge, soft_threshold
 from .registry import SOLVERS, make_solver, solver_name
-from .results import RESULTS, is_successful, status_code, status_name
+from .results import RESULTS, is_successful, status_code, status_name, throw_if_failed
 from .scaling import Scaling, ruiz_equilibrate
 from .solution import QPSolution, WarmStart
 
@@ -59,4 +59,5 @@ __all__ = [
     "solver_name",
     "status_code",
     "status_name",
+    "throw_if_failed",
 ]

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from .. import _checks
 from .implicit import attach_kkt_gradient
 from .problem import QPProblem, kkt_residuals
-from .results import is_successful
+from .results import is_successful, throw_if_failed
 from .solution import QPSolution, WarmStart
 
 DIFFERENTIATION = ("implicit", "unrolled")
@@ -122,6 +122,4 @@ def solve(
     if not isinstance(solver, AbstractQPSolver):
         raise ValueError(f"solver: expected a jtwin.qp solver (ADMM(), InteriorPoint(), …), got {type(solver).__name__}")
     sol = _solve(solver, problem, as_warm_start(problem, warm_start))
-    if throw:
-        sol = sol.status.error_if(sol, ~is_successful(sol.status))
-    return sol
+    return throw_if_failed(sol, sol.status) if throw else sol

@@ -53,6 +53,12 @@ def is_successful(result: RESULTS) -> Bool[Array, "*batch"]:
     return result == RESULTS.successful
 
 
+def throw_if_failed(tree, result: RESULTS):
+    """``tree`` unchanged, raising ``EquinoxRuntimeError`` with the status message when any
+    (batched) ``result`` is not successful: the ``throw=True`` of the public entry points."""
+    return result.error_if(tree, ~is_successful(result))
+
+
 def status_name(result) -> str | np.ndarray:
     """Short name(s) of a concrete :class:`RESULTS` item: ``"successful"``, ``"max_iterations_reached"``, …
 
