@@ -101,3 +101,16 @@ def test_classify_sync_strict_and_loose():
     assert "loose" in str(loose)
     with pytest.raises(ValueError, match="^t_recv:"):
         jt.sync.classify_sync(t, t[:5], bound=0.1)
+
+
+def test_classify_sync_negative_offsets_within_the_bound_are_strict():
+    """|ε| ≤ ε̄ is the strict condition: an offset of −3 ms under a 5 ms bound is strict, −6 ms is not."""
+    t = np.arange(200) * 0.02
+    ahead = jt.sync.classify_sync(t, t - 0.003, bound=0.005)
+    assert ahead.kind == "strict" and ahead.violations == 0 and ahead.worst == pytest.approx(0.003)
+    mixed = t + np.where(np.arange(200) % 2, 0.004, -0.004)
+    assert jt.sync.classify_sync(t, mixed, bound=0.005).kind == "strict"
+    late = jt.sync.classify_sync(t, t - 0.006, bound=0.005)
+    assert late.kind == "loose" and late.violations == 200
+    # a receiver clock 10 ms ahead, corrected by clock_offset: ε = −1 ms, strict
+    assert jt.sync.classify_sync(t, t + 0.009, bound=0.005, clock_offset=0.010).kind == "strict"

@@ -20,8 +20,9 @@ import numpy as np
 class SyncReport:
     """Verdict on a latency log.
 
-    ``kind`` is ``"strict"`` when every misalignment lies within ``[0, bound]`` (and the log is
-    in order), else ``"loose"``.  Quantiles and the worst case are reported either way;
+    ``kind`` is ``"strict"`` when every misalignment satisfies ``|ε| ≤ bound`` (and the log is
+    in order), else ``"loose"``: a negative ``ε`` (the twin's clock ahead of the plant's, or a
+    mis-estimated clock offset) is as much a misalignment as a positive one.  Quantiles and the worst case are reported either way;
     ``violations`` counts samples beyond ``bound``, ``out_of_order`` samples whose measurement
     time is not after the previous one (they would be dropped by an in-order twin).
     """
@@ -54,14 +55,14 @@ def misalignment(t_meas, t_recv, clock_offset: float = 0.0) -> np.ndarray:
 
 
 def classify_sync(t_meas, t_recv, bound: float, clock_offset: float = 0.0) -> SyncReport:
-    """Classify a timestamp log as strict (all ``0 ≤ ε ≤ bound``, in order) or loose."""
+    """Classify a timestamp log as strict (all ``|ε| ≤ bound``, in order) or loose."""
     if not bound >= 0:
         raise ValueError(f"bound: expected a non-negative misalignment bound, got {bound}")
     eps = misalignment(t_meas, t_recv, clock_offset)
     if eps.size == 0:
         raise ValueError("t_meas: the log is empty")
     out_of_order = int(np.sum(np.diff(np.asarray(t_meas, float)) <= 0))
-    violations = int(np.sum((eps > bound) | (eps < 0)))
+    violations = int(np.sum(np.abs(eps) > bound))
     kind = "strict" if violations == 0 and out_of_order == 0 else "loose"
     worst = float(np.max(np.abs(eps)))
     p50, p99 = (float(v) for v in np.quantile(np.abs(eps), [0.5, 0.99]))
