@@ -6,25 +6,9 @@ import pytest
 from jtwin.config import ConfigError, load_config
 from jtwin.qp import ADMM, InteriorPoint
 from jtwin.run import build_twin
+from test_config import GOOD
 
-BASE = """
-[plant]
-kind = "building"
-[plant.params]
-zones = 2
-[simulation]
-scenarios = 2
-steps = 3
-x0 = [20.0, 20.0, 18.0, 18.0]
-[controller]
-kind = "mpc"
-horizon = 4
-setpoint = 21.0
-umin = 0.0
-umax = 5.0
-xmin = 20.0
-xmax = 24.0
-"""
+BASE = GOOD  # the config tests' small building twin
 
 
 def load(tmp_path, extra):
