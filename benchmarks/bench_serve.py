@@ -17,7 +17,9 @@ depends on it (XLA's worker threads wait for a core).
 
 Writes benchmarks/results/serve.json.
 
-    .venv/bin/python benchmarks/bench_serve.py [--quick]
+    .venv/bin/python benchmarks/bench_serve.py [--quick | --load]
+
+``--load`` runs only the bounded load test (8 and 64 durable clients, loopback).
 """
 
 import argparse
@@ -125,14 +127,22 @@ def start_server(artifact, state_dir, cache):
     return proc, port
 
 
-def http_load(artifact, state_dir, clients, steps, prefix, cache, horizon):
+def http_load(artifact, state_dir, clients, steps, prefix, cache, horizon, time_limit_s=None):
+    """``clients`` keep-alive clients, each stepping its own twin up to ``steps`` times (and for at most
+    ``time_limit_s`` seconds): throughput, client/server latency, errors, and steps acknowledged but missing."""
     proc, port = start_server(artifact, state_dir, cache)
     rng = np.random.default_rng(0)
     ys = (21 + 0.5 * rng.normal(size=(steps, 3))).tolist()
     bodies = [{"t": float(k + 1), "y": y, "d": forecast(k + 1, horizon).tolist()} for k, y in enumerate(ys)]
+    warm = http.client.HTTPConnection("127.0.0.1", port, timeout=300)  # one untimed step: the server's first is slow
+    for path, body in ((f"/twins/{prefix}warm", {}), (f"/twins/{prefix}warm/step", bodies[0])):
+        warm.request("POST", path, body=json.dumps(body))
+        warm.getresponse().read()
+    warm.close()
+    deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
 
     def client(i):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
 
         def post(path, body):
             conn.request("POST", path, body=json.dumps(body))
@@ -140,16 +150,19 @@ def http_load(artifact, state_dir, clients, steps, prefix, cache, horizon):
             return resp.status, json.loads(resp.read())
 
         errors = int(post(f"/twins/{prefix}{i}", {})[0] != 201)
-        lat = []
+        lat, acked = [], 0
         for body in bodies:
+            if deadline is not None and time.perf_counter() > deadline:
+                break
             start = time.perf_counter()
             status, out = post(f"/twins/{prefix}{i}/step", body)
             lat.append(time.perf_counter() - start)
             errors += status != 200
+            acked += status == 200
         conn.request("GET", f"/twins/{prefix}{i}")
         done = json.loads(conn.getresponse().read())["step"]
         conn.close()
-        return lat, errors, steps - done
+        return lat, errors, acked - done
 
     try:
         start = time.perf_counter()
@@ -170,7 +183,9 @@ def http_load(artifact, state_dir, clients, steps, prefix, cache, horizon):
         "durable": state_dir is not None,
         "errors": int(sum(r[1] for r in results)),
         "lost_steps": int(sum(r[2] for r in results)),
-        "throughput_steps_per_s": clients * steps / wall,
+        "steps": int(sum(len(r[0]) for r in results)),
+        "wall_s": wall,
+        "throughput_steps_per_s": sum(len(r[0]) for r in results) / wall,
         "client_latency_ms": {"p50": float(np.percentile(lat_ms, 50)), "p99": float(np.percentile(lat_ms, 99)),
                               "max": float(lat_ms.max())},
         "server_latency_ms": {k: server_lat[k] for k in ("p50", "p99")},
@@ -180,7 +195,10 @@ def http_load(artifact, state_dir, clients, steps, prefix, cache, horizon):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls and 100 instead of 500 steps per client")
+    parser.add_argument("--load", action="store_true", help="only the bounded load test: 8 and 64 durable clients")
     args = parser.parse_args()
+    if args.load:
+        return load_test()
     repeats, steps = (5, 100) if args.quick else (15, 500)
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
@@ -209,6 +227,33 @@ def main() -> None:
               f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, {row['throughput_steps_per_s']:.0f} steps/s, "
               f"errors {row['errors']}, lost {row['lost_steps']}")
     out = REPO / "benchmarks" / "results" / "serve.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+LOAD_RUNS = ((8, 40), (64, 8))  # (clients, steps per client): 320 and 512 steps, each run at most 120 s
+
+
+def load_test() -> None:
+    """Loopback load test of the durable server (fsync per step): 8 and 64 concurrent clients, bounded in steps
+    and time; merged into benchmarks/results/serve.json under ``load``."""
+    twin, state0 = serve.twin_from_config(str(CONFIG))
+    start_load = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact, cache = Path(tmp) / "step.jtx", Path(tmp) / "jax-cache"
+        artifact.write_bytes(serve.export_twin(twin, state0))
+        rows = [
+            http_load(artifact, Path(tmp) / f"state{c}", c, n, f"c{c}-", cache, twin.horizon, time_limit_s=120)
+            for c, n in LOAD_RUNS
+        ]
+    for row in rows:
+        lat = row["client_latency_ms"]
+        print(f"load {row['clients']} clients: {row['steps']} steps in {row['wall_s']:.1f} s, "
+              f"{row['throughput_steps_per_s']:.0f} steps/s, p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "
+              f"errors {row['errors']}, lost {row['lost_steps']}")
+    out = REPO / "benchmarks" / "results" / "serve.json"
+    report = json.loads(out.read_text()) if out.exists() else {}
+    report["load"] = {"load_average": [start_load, os.getloadavg()], "cpus": os.cpu_count(), "runs": rows}
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -531,6 +531,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: 64 clients connecting at once must not overflow the default 5
 
     def handle_error(self, request, client_address):
         """Drop clients that disconnect or time out; report anything else (a bug) with its traceback."""
