@@ -14,24 +14,32 @@ dropped).  Each finite inequality side gets a slack and a multiplier,
 
 and the row multiplier is ``y = z_u − z_l`` (``y_eq`` on an equality), so ``y > 0`` on an active
 upper side and ``y < 0`` on an active lower side, the convention of :class:`~jtwin.qp.QPSolution`.
-The KKT conditions are ``Px + q + Cᵀy = 0``, the row equations above, ``C_eq x = b`` and
-``s∘z = 0``.
+In cone form the sides are ``Āx + s = b̄`` with ``Ā = (−C_𝓛; C_𝓤; C_eq)``, ``b̄ = (−l; u; b)``,
+``s ≥ 0`` on the inequality sides and ``s = 0`` on equalities, ``Āᵀz = Cᵀy``.
 
-**Newton step.**  With ``W = Z S⁻¹`` per side and ``Σ = W_l + W_u`` per inequality row,
+**Homogeneous self-dual embedding** (as in Clarabel, Goulart & Chen 2024).  The iterates
+``(x, s, z, τ, κ)``, ``s, z, τ, κ > 0``, are driven towards
+
+    Px + Āᵀz + qτ = 0,   Āx + s − b̄τ = 0,   κ + xᵀPx/τ + qᵀx + b̄ᵀz = 0,   s∘z = 0,   τκ = 0.
+
+A solution has ``τ > 0`` and ``(x, z)/τ`` solves the QP; ``τ → 0`` with ``κ > 0`` leaves a
+certificate of infeasibility in ``z`` (primal) or ``x`` (dual).
+
+**Newton step.**  With ``W² = S Z⁻¹`` per side and ``Σ = z_l/s_l + z_u/s_u`` per inequality row,
 eliminating the slacks and side multipliers leaves the quasi-definite system (size ``n + k``)
 
-    [ P + ρI        C̃ᵀ     ] [Δx]   [ −r_d ]
-    [   C̃     −(Σ⁻¹ + δ)   ] [Δy] = [ r_y  ]
+    [ P + ρI        C̃ᵀ      ] [Δx]   [ a ]
+    [   C̃     −(Σ⁻¹ + δ)    ] [Δy] = [ b ]
 
 (``Σ⁻¹`` is replaced by ``0`` on equality rows and the row is decoupled, ``Δy = 0``, on free
-rows), ``r_d = Px + q + Cᵀy`` and ``r_y = −Σ⁻¹g`` on inequalities, ``g = W_l r_l + S_l⁻¹r_{c,l}
-− W_u r_u − S_u⁻¹r_{c,u}``, ``r_y = −(C x − b)`` on equalities.  It is factorised once per
-iteration (LU with partial pivoting) with the regularisation ``ρ = δ = regularisation``;
-``refinement`` steps of iterative refinement towards the unregularised matrix make each solve
-exact to round-off.  Both the predictor (affine, ``σ = 0``) and Mehrotra's corrector
-``r_c = s∘z + Δs_aff∘Δz_aff − σμ``, ``σ = (μ_aff/μ)³``, reuse the factorisation.  One step length
-for primal and dual variables, ``α = min(1, τ·α_max)`` with the fraction to the boundary
-``τ = step_fraction``.
+rows).  It is factorised once per iteration (LU with partial pivoting) with the regularisation
+``ρ = δ = regularisation``; ``refinement`` steps of iterative refinement towards the
+unregularised matrix make each solve exact to round-off.  Three solves share the factorisation:
+the ``τ`` column (right-hand side ``(−q, b̄)``), Mehrotra's predictor (affine, ``σ = 0``) and
+corrector (``r_c = s∘z + Δs_aff∘Δz_aff − σμ``, ``σ = (μ_aff/μ)³``, residuals scaled by
+``1 − σ``); ``Δτ`` follows from the linearised third equation and ``τΔκ + κΔτ = −r_{c,τ}``.  One
+step length for all variables, ``α = min(1, η·α_max)`` with the fraction to the boundary
+``η = step_fraction``.
 
 **Scaling and start.**  The problem is Ruiz-equilibrated (:func:`~jtwin.qp.scaling.ruiz_equilibrate`
 on ``(P, C)``, ``scaling`` passes).  The cold start solves the system above with ``Σ = 1`` (the
@@ -46,19 +54,17 @@ duality gap are all below ``ε_abs + ε_rel·scale``, for the iterate with the m
 implicit gradient is the one the iterates identified (the unsnapped iterate only counts at the
 iteration limit, for degenerate problems where snapping keeps failing the dual test).
 
-**Infeasibility** is detected from certificates (no homogeneous embedding), tested in the scaled
-space on the last step direction and on the iterate, each normalised to unit ∞-norm, with
-``ε = eps_infeasible``:
+**Infeasibility** is read from the embedding's iterates, normalised to unit ∞-norm and tested
+in the scaled space with ``ε = eps_infeasible``:
 
 * primal infeasible: ``ŷ`` with ``‖C̄ᵀŷ‖∞ ≤ ε`` and ``ūᵀŷ⁺ + l̄ᵀŷ⁻ ≤ −ε`` (Farkas; ``ŷ`` is zero on
   infinite sides by construction);
-* dual infeasible: ``d̂`` with ``‖P̄d̂‖∞ ≤ ε``, ``q̄ᵀd̂ ≤ −ε`` and ``C̄d̂`` in the recession cone of the
+* dual infeasible: ``x̂`` with ``‖P̄x̂‖∞ ≤ ε``, ``q̄ᵀx̂ ≤ −ε`` and ``C̄x̂`` in the recession cone of the
   sides (``≤ ε`` on finite upper sides, ``≥ −ε`` on finite lower sides).
 
 For an infeasible problem the returned ``x`` and ``y`` are these normalised iterates (the
 certificates, mapped back to the original scaling).  Non-finite data or iterates give
-``RESULTS.numerical_error`` with a zero point.  Under ``vmap``
-each problem keeps its own loop state: a finished problem is frozen while the others iterate.
+``RESULTS.numerical_error`` with a zero point.  Under ``vmap`` each problem keeps its own loop state: a finished problem is frozen while the others iterate.
 """
 
 from __future__ import annotations
@@ -184,10 +190,10 @@ class _Factor(eqx.Module):
     refinement: int = eqx.field(static=True)
 
     def solve(self, b: Float[Array, " n+k"]) -> Float[Array, " n+k"]:
-        w = jax.scipy.linalg.lu_solve(self.lu, b)
-        for _ in range(self.refinement):
-            w = w + jax.scipy.linalg.lu_solve(self.lu, b - (self.K_reg @ w - self.shift * w))
-        return w
+        def refine(_, w):
+            return w + jax.scipy.linalg.lu_solve(self.lu, b - (self.K_reg @ w - self.shift * w))
+
+        return jax.lax.fori_loop(0, self.refinement, refine, jax.scipy.linalg.lu_solve(self.lu, b))
 
 
 def _weights(rows: _Rows, p: _Iterate) -> Float[Array, " k"]:
@@ -353,7 +359,7 @@ class InteriorPoint(AbstractQPSolver):
     - ``eps_infeasible``: tolerance of the infeasibility certificates (scaled problem).
     - ``regularisation``: primal and dual regularisation ``ρ = δ`` of the factorised KKT matrix;
       ``refinement``: iterative-refinement steps per solve; ``step_fraction``: fraction to the
-      boundary ``τ``; ``scaling``: Ruiz passes (``0``: none).
+      boundary ``η``; ``scaling``: Ruiz passes (``0``: none).
     """
 
     eps_abs: float = eqx.field(static=True, default=1e-8)
