@@ -12,12 +12,16 @@ suffice; 20-30× the time of the same arithmetic with each stage input stored on
 
 :func:`staged` traces the function and *stores* every value that a stencil reads and that has
 more than one use: the value is computed, from the function's inputs and the values stored
-before it, inside a ``lax.while_loop`` that runs once, and its consumers read the loop's result
-buffer (the trip count is a loop-carried flag, not a counter, so XLA keeps the loop).  Everything
-else is left to XLA, which now re-evaluates at most the elementwise stretch since the last stored
-value (an RK4 slope from its stored stage input).  The arithmetic is the function's own; only
-the kernel boundaries move.  Functions without such a stencil are called unchanged.
-Derivatives (``jvp``, ``grad``, ``jacfwd``) are those of the unstaged function.
+before it, inside ``lax.cond(p, g, g)`` with two identical branches ``g`` and a predicate ``p``
+that is ``True`` but comes out of a one-pass ``lax.while_loop`` (XLA does not fold it), and its
+consumers read the conditional's result buffer.  A conditional is the cheapest construct XLA's
+CPU backend keeps that it cannot fuse across (about 1 µs; a one-pass loop per value costs 2 µs,
+``optimization_barrier`` is removed before fusion), and its predicate is not batched under
+``vmap``, so it stays a conditional in batched filters too.  Everything else is left to XLA,
+which now re-evaluates at most the elementwise stretch since the last stored value (an RK4
+slope from its stored stage input).  The arithmetic is the function's own; only the kernel
+boundaries move.  Functions without such a stencil are called unchanged.  Derivatives
+(``jvp``, ``grad``, ``jacfwd``) are those of the unstaged function.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ STENCIL_PRIMITIVES = frozenset(
 
 #: Staging is abandoned when the stored values' slices together hold more than this many times the
 #: program's steps: a long chain that no stencil reads (such as a reverse-mode cotangent sum) would
-#: otherwise be recomputed by every loop after it.  Forward programs and forward-mode Jacobians of
+#: otherwise be recomputed by every conditional after it.  Forward programs and forward-mode Jacobians of
 #: Runge–Kutta steps recompute 1.4-2.3 times their steps; reverse-mode Jacobians about 6.
 MAX_RECOMPUTATION = 3.0
 
@@ -90,7 +94,7 @@ class Program(NamedTuple):
 
 
 class Stored(NamedTuple):
-    """A value computed once, in its own one-pass loop, from program inputs and earlier stored values."""
+    """A value computed once, in its own conditional, from program inputs and earlier stored values."""
 
     value: int
     steps: tuple[Step, ...]  # its backward slice, in program order
@@ -188,28 +192,36 @@ def evaluate(steps: Sequence[Step], values: dict[int, Any]) -> dict[int, Any]:
     return values
 
 
-def run_once(stored: Stored, values: dict[int, Any], aval) -> Any:
-    """``stored.value`` computed inside a ``lax.while_loop`` whose flag stops it after one pass.
+def opaque_true() -> jax.Array:
+    """``True``, from a ``lax.while_loop`` whose loop-carried flag stops it after one pass.
 
-    XLA cannot see that the loop runs once, so it keeps it: the result is a stored buffer.
+    XLA does not evaluate loops at compile time, so to the compiler this is a run-time value.
     """
-    inputs = [values[i] for i in stored.inputs]
+    false, true = jnp.asarray(False), jnp.asarray(True)
+    return jax.lax.while_loop(lambda carry: carry[0], lambda carry: (false, true), (true, false))[1]
 
-    def body(carry):
-        env = evaluate(stored.steps, dict(zip(stored.inputs, inputs)))
-        return jnp.asarray(False), jax.lax.convert_element_type(env[stored.value], aval.dtype)
 
-    init = (jnp.asarray(True), jnp.zeros(aval.shape, aval.dtype))
-    return jax.lax.while_loop(lambda carry: carry[0], body, init)[1]
+def compute_stored(stored: Stored, values: dict[int, Any], pred: jax.Array) -> Any:
+    """``stored.value`` computed inside ``lax.cond(pred, slice, slice)`` (two identical branches).
+
+    The result is the same whichever branch runs; XLA cannot fold the predicate, so it keeps the
+    conditional, whose result is a stored buffer and whose branches it cannot fuse with the rest.
+    """
+
+    def branch(*inputs):
+        return evaluate(stored.steps, dict(zip(stored.inputs, inputs)))[stored.value]
+
+    return jax.lax.cond(pred, branch, branch, *(values[i] for i in stored.inputs))
 
 
 def run(program: Program, inputs: Sequence, stored: dict[int, list[Stored]] | None = None) -> list:
     """Evaluate ``program`` on ``inputs`` step by step, replacing each planned value by its stored copy."""
     values = dict(enumerate(inputs))
+    pred = opaque_true() if stored else None
     for k, step in enumerate(program.steps):
         evaluate((step,), values)
         for s in (stored or {}).get(k, ()):
-            values[s.value] = run_once(s, values, program.avals[s.value])
+            values[s.value] = compute_stored(s, values, pred)
     return [a.value if isinstance(a, Const) else values[a] for a in program.outputs]
 
 
@@ -217,9 +229,9 @@ def staged(fn: Callable) -> Callable:
     """``fn`` with each stencil operand of more than one use computed once (see the module docstring).
 
     Same arguments, results (pytrees of arrays) and arithmetic as ``fn``; compose with ``vmap``
-    in either order.  Derivatives are taken of the unstaged ``fn`` (a ``custom_jvp``), so
-    ``grad`` works although ``while_loop`` is not reverse-differentiable; stage a derivative
-    itself (``staged(jax.jacfwd(f))``) to speed it up.
+    in either order.  ``jvp``, ``grad`` and ``vmap`` go through the conditionals (the tangents
+    and cotangents of a stored value are stored with it); staging a derivative itself
+    (``staged(jax.jacfwd(f))``) also stores the derivative's own stencil operands.
     """
 
     @functools.wraps(fn)
@@ -230,15 +242,7 @@ def staged(fn: Callable) -> Callable:
         if not stored:
             return fn(*args)
 
-        @jax.custom_jvp
-        def staged_run(inputs):
-            return run(program, inputs, stored)
-
-        @staged_run.defjvp
-        def staged_run_jvp(primals, tangents):
-            return jax.jvp(lambda inputs: run(program, inputs), primals, tangents)
-
-        outputs = staged_run([*closed.consts, *jax.tree.leaves(args)])
+        outputs = run(program, [*closed.consts, *jax.tree.leaves(args)], stored)
         return jax.tree.unflatten(jax.tree.structure(shape), outputs)
 
     return call
