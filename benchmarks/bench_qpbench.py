@@ -31,7 +31,11 @@ import osqp
 import scipy.sparse as sp
 
 import jtwin  # noqa: F401  (float64)
-from jtwin.qp import QPProblem, solve, status_name
+from jtwin.qp.admm import ADMM
+from jtwin.qp.base import solve
+from jtwin.qp.ipm import InteriorPoint
+from jtwin.qp.problem import QPProblem
+from jtwin.qp.results import status_name
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import qpbench  # noqa: E402
@@ -41,8 +45,6 @@ SOLVERS = ("ipm", "admm", "osqp")
 
 
 def _jtwin_solver(name: str, tol: float):
-    from jtwin.qp import ADMM, InteriorPoint
-
     if name == "ipm":
         return InteriorPoint(eps_abs=tol, eps_rel=0.0)
     return ADMM(eps_abs=tol, eps_rel=0.0, polish=True)
