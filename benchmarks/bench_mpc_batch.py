@@ -32,6 +32,7 @@ import numpy as np
 import osqp
 import scipy.sparse as sp
 
+import _references as refs
 import jtwin  # noqa: F401  (float64)
 from jtwin.control import LinearMPC
 from jtwin.qp import is_successful
@@ -84,6 +85,39 @@ def make_mpc(plant, formulation, eps, max_iter=4000):
     )  # fmt: skip
 
 
+def quadcopter_ocp(plant, N=10):
+    """The same MPC for the peer solvers (``_references.OCP``; jtwin's cost has no ½: weights ×2)."""
+    n, m = plant["B"].shape
+    Q, r = 2 * plant["Q"], plant["xref"]
+    return refs.OCP(
+        N=N, A=plant["A"], B=plant["B"], E=np.zeros((n, 0)), Q=Q, QN=Q, R=2 * plant["R"], qx=-Q @ r, qxN=-Q @ r,
+        qw=np.zeros(m), C=np.zeros((0, n)), D=np.zeros((0, m)), G=np.zeros((0, 0)), lg=np.zeros(0), ug=np.zeros(0),
+        wmin=plant["umin"], wmax=plant["umax"], xmin=plant["xmin"], xmax=plant["xmax"], n_inputs=m,
+    )  # fmt: skip
+
+
+def peer_references(plant, x0s, u0_jt, pool, within=1e-3):
+    """OSQP, PIQP, DAQP and HPIPM (CasADi) as their users write them, each at its loosest
+    tolerance within ``within`` of Clarabel at 1e-10, alone and as a 2-process pool."""
+    o = quadcopter_ocp(plant)
+    ds = np.zeros((len(x0s), o.N, 0))
+    if refs.available("clarabel"):
+        return {}, {"skipped": refs.available("clarabel")}
+    truth, _, ok, _, _ = refs.run_loop(refs.make("clarabel", o), x0s, ds)
+    out, skipped = {}, {}
+    for name in refs.REFERENCES:
+        if (why := refs.available(name)) is not None:
+            print(why)
+            skipped[name] = why
+            continue
+        tol = refs.pick_tolerance(name, o, x0s, ds, truth, within=within)
+        out[name] = refs.measure(name, o, tol, x0s, ds, truth, pool) | {"version": refs.version(name)}
+        print(name, json.dumps(out[name]))
+    info = dict(truth="Clarabel, tolerances 1e-10", truth_solved=int(ok),
+                jtwin_max_abs_du0_vs_truth=float(np.max(np.abs(u0_jt - truth))), skipped=skipped)  # fmt: skip
+    return out, info
+
+
 def qp_batch(mpc, x0s):
     """The QP jtwin solves for each state, in OSQP's form: shared (P, A), per-state (q, l, u).
 
@@ -123,15 +157,17 @@ def osqp_loop(P, A, q, l, u, eps, u_slice, check_termination=25):
     return elapsed, np.array(u0s), np.array(iters), ok
 
 
-def timeit(fn, repeat):
+def timeit(fn, repeat, cpu=False):
     """Best of ``repeat`` wall times (compiled calls only): the machine is shared, and the
-    minimum is the least disturbed by other processes; OSQP's loop is timed the same way."""
-    times = []
+    minimum is the least disturbed by other processes; OSQP's loop is timed the same way.
+    ``cpu=True``: also the best process CPU time (all of jtwin's threads)."""
+    times, cpus = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t0)
-    return float(np.min(times))
+        cpus.append(time.process_time() - c0)
+    return (float(np.min(times)), float(np.min(cpus))) if cpu else float(np.min(times))
 
 
 def main():
@@ -139,8 +175,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="200 problems instead of 1000")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--eps", type=float, default=1e-6, help="eps_abs = eps_rel for both solvers")
+    parser.add_argument("--no-references", action="store_true", help="skip PIQP, DAQP, HPIPM (and their pool runs)")
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
     batch = 200 if args.quick else args.batch
+    load_start = os.getloadavg()[0]
     plant = quadcopter()
     rng = np.random.default_rng(0)
     x0s = rng.uniform(-0.3, 0.3, size=(batch, 12)) * np.array([0.5, 0.5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
@@ -150,7 +189,7 @@ def main():
     t0 = time.perf_counter()
     sols = jax.block_until_ready(solve(x0s))
     compile_s = time.perf_counter() - t0
-    batch_s = timeit(lambda: solve(x0s), 7)
+    batch_s, batch_cpu = timeit(lambda: solve(x0s), 7, cpu=True)
     u0_jt = np.asarray(sols.u[:, 0])
     status_jt = np.asarray(is_successful(sols.status))
 
@@ -186,6 +225,16 @@ def main():
         )
     best = min(osqp_runs.values(), key=lambda r: r["seconds"])
     f32_ok = bool(np.all(np.asarray(is_successful(sols32.status))) and np.max(np.abs(u0_32 - u0_ref)) <= 1e-3)
+
+    peers, peer_info = ({}, {"skipped": "--no-references"})
+    if not args.no_references:
+        pool = refs.Pool2()
+        try:
+            peers, peer_info = peer_references(plant, x0s, u0_jt, pool)
+        finally:
+            pool.close()
+    top = refs.fastest(peers) if peers else None
+    jt_cpu_us = 1e6 * batch_cpu / batch
 
     # single-solve latency (jitted call) vs one OSQP update+solve
     single = jax.jit(lambda x: mpc.solve(x))
@@ -234,16 +283,26 @@ def main():
             throughput_ratio_vs_best_osqp=best["seconds"] / f32_s,
         ),
         osqp=osqp_runs,
+        references=peers,
+        references_info=peer_info,
+        jtwin_cpu_us_per_solve=jt_cpu_us,
+        jtwin_solves_per_s_per_core=batch / batch_s / os.cpu_count(),
+        fastest_reference=None if top is None else dict(
+            run=top[0], solves_per_s=top[1], cpu_us_per_solve=top[2],
+            throughput_ratio=batch / batch_s / top[1], cpu_time_ratio=top[2] / jt_cpu_us,
+        ),
         throughput_ratio_vs_best_osqp=best["seconds"] / batch_s,
         max_abs_du0_jtwin_vs_best_osqp=best["max_abs_du0_vs_jtwin"],
         single_solve_latency_s=dict(jtwin_jit=lat_jt, osqp_sparse_warm=lat_os, ratio=lat_os / lat_jt),
         closed_loop_iterations=dict(cold_mean=float(np.mean(cold_it)), shifted_warm_mean=float(np.mean(warm_it))),
-        timing="best of repeated runs (jtwin 7, OSQP loop 3); load_average is the 1-min load when the script ended",
+        timing="best of repeated runs (jtwin 7, OSQP loop 3, references 3 alone / 2 pooled); cpu = process CPU time "
+        "(jtwin: all threads; pool: both workers); load_average: the 1-min load at start and end",
         load_average=os.getloadavg()[0],
+        load_average_start=load_start,
         machine=dict(platform=platform.platform(), jax=jax.__version__, osqp=osqp.__version__, device=str(jax.devices()[0])),
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
