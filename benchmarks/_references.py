@@ -435,3 +435,70 @@ def fastest(refs: dict):
             if run and (best is None or run["solves_per_s"] > best[1]):
                 best = (tag, run["solves_per_s"], run["cpu_us_per_solve"])
     return best
+
+
+# ---------------------------------------------------------------- closed loop: Kalman filter + MPC per scenario
+
+
+def kf_mpc_loop(solver, plant, scen, noise, steps, cov0, N, record=None):
+    """One scenario the Python way: filterpy's ``KalmanFilter`` and one QP solve per step.
+
+    ``plant``: dict of numpy ``A, B, E, H, Q, R``; ``scen``: dict with ``x0, mean0, d, forecast_error``;
+    ``noise``: per-step ``(w, v, dropped)`` drawn beforehand. Returns the inputs [steps, m];
+    ``record`` (a list) receives each step's QP data ``(x̂, forecast)``."""
+    from filterpy.kalman import KalmanFilter
+
+    A, B, E, H = (plant[k] for k in "ABEH")
+    kf = KalmanFilter(dim_x=A.shape[0], dim_z=H.shape[0], dim_u=B.shape[1] + E.shape[1])
+    kf.x, kf.P = np.asarray(scen["mean0"], float).copy(), cov0.copy()
+    kf.F, kf.B, kf.H, kf.Q, kf.R = A, np.hstack([B, E]), H, plant["Q"], plant["R"]
+    x = np.asarray(scen["x0"], float)
+    d_true = scen["d"]
+    forecast_all = d_true + scen["forecast_error"]
+    us = []
+    for k in range(steps):
+        w, v, dropped = (a[k] for a in noise)
+        y = H @ x + v
+        if not dropped.all():  # filterpy updates all rows: drop the missing ones by hand
+            keep = ~dropped
+            kf.dim_z = int(keep.sum())
+            kf.update(y[keep], R=plant["R"][np.ix_(keep, keep)], H=H[keep])
+            kf.dim_z = H.shape[0]
+        forecast = forecast_all[k : k + N].copy()
+        forecast[0] = d_true[k]
+        if record is not None:
+            record.append((kf.x.copy(), forecast))
+        u = solver.solve(kf.x, forecast)[0]
+        us.append(u)
+        kf.predict(u=np.concatenate([u, d_true[k]]))
+        x = A @ x + B @ u + E @ d_true[k] + w
+    return np.array(us)
+
+
+def _closed_loop_worker(args):
+    key, name, o, tol, kw, plant, scens, noises, steps, cov0, hold = args
+    if key not in _WORKER_SOLVERS:
+        _WORKER_SOLVERS[key] = make(name, o, tol, **kw)
+    w0, c0 = time.perf_counter(), time.process_time()
+    us = [kf_mpc_loop(_WORKER_SOLVERS[key], plant, s, n, steps, cov0, o.N) for s, n in zip(scens, noises)]
+    out = us, time.perf_counter() - w0, time.process_time() - c0
+    time.sleep(hold)
+    return out
+
+
+def closed_loop(name, o, tol, plant, scens, noises, steps, cov0, pool=None, **kw):
+    """``(inputs [S, steps, m], wall s, cpu s)`` of the reference's closed loops, in this process
+    or split over the pool's two workers (solver set up beforehand, untimed)."""
+    if pool is None:
+        solver = make(name, o, tol, **kw)
+        w0, c0 = time.perf_counter(), time.process_time()
+        us = [kf_mpc_loop(solver, plant, s, n, steps, cov0, o.N) for s, n in zip(scens, noises)]
+        return np.array(us), time.perf_counter() - w0, time.process_time() - c0
+    key = ("loop", name, tol, id(o), tuple(sorted(kw.items())))
+    split = np.array_split(np.arange(len(scens)), pool.workers)
+    args = lambda idx, n_steps, hold: (key, name, o, tol, kw, plant, [scens[i] for i in idx], [noises[i] for i in idx], n_steps, cov0, hold)  # noqa: E731
+    pool.pool.map(_closed_loop_worker, [args(i[:1], 1, 0.5) for i in split], chunksize=1)
+    w0 = time.perf_counter()
+    parts = pool.pool.map(_closed_loop_worker, [args(i, steps, 0.0) for i in split], chunksize=1)
+    wall = time.perf_counter() - w0
+    return np.array([u for p in parts for u in p[0]]), wall, sum(p[2] for p in parts)
