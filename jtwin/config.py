@@ -28,7 +28,7 @@ A config describes a plant and how to run it::
     gate = 1e-4                  # chi-square gate level of the filter (0 = off; the twin also gates, Twin.gate)
     cov0 = 1.0                   # initial covariance cov0 * I
     [controller]                 # required
-    kind = "mpc"                 # the twin's LinearMPC on the measured states
+    kind = "mpc"                 # mpc | tube | chance | polytopic | lqr (jtwin.control.kinds)
     solver = "admm"              # the MPC's QP solver: admm | ipm | fista (jtwin.qp.SOLVERS)
     horizon = 24
     setpoint = 21.0              # required: reference for the measured states (a number, or one per measured state)
@@ -75,7 +75,7 @@ PLANTS = {
 }
 # builders that forward **params to a class of physical parameters
 _PARAMETER_CLASSES = {"building": library.BuildingRC, "cstr": library.CSTRDynamics}
-CONTROLLERS = ("mpc",)
+CONTROLLERS = ("mpc", "tube", "chance", "polytopic", "lqr")  # jtwin.control.kinds.CONTROLLER_KINDS
 PRECISIONS = ("float64", "float32")
 ESTIMATORS = ("kf", "ekf", "ukf", "srukf")
 TABLES = ("plant", "simulation", "weather", "disturbance", "controller", "estimator", "sync", "drift", "train")

@@ -7,7 +7,7 @@ several) and the KPIs are summarised across scenarios (mean, p50, p95, CVaR).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
@@ -15,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import estimation
+from ._checks import covariance_from_factor
 from .config import Config, ConfigError, load_config
+from .control.kinds import controller_like
 from .kpi import format_summary, scenario_kpis, summarize
 from .models import AbstractModel, LinearModel, jacobian_transform, steady_state
 from .models.library import load_tmy3_greensboro
@@ -160,6 +162,13 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
         x_op, u_op = operating_point(cfg, model, measured, setpoint, x_guess, u_guess, d_op)
         xref[~measured] = x_op[~measured]  # the unmeasured states' reference: their value at the operating point
         twin = Twin.from_model(model, build_estimator(cfg), c.horizon, x_op, u_op, d_op=d_op, xref=xref, **sync, **mpc)
+    if c.kind != "mpc":  # the same problem for another controller kind (jtwin.control.kinds)
+        noise = covariance_from_factor(model.Q_factor)
+        try:
+            ctrl = controller_like(c.kind, twin.controller, noise)
+        except ValueError as exc:
+            raise ConfigError(f"controller.{exc}") from exc
+        twin = replace(twin, controller=ctrl)
     return twin if c.precision == "float64" else twin.with_controller_dtype(jnp.dtype(c.precision))
 
 

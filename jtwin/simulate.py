@@ -147,7 +147,7 @@ def _chunk(plant: AbstractModel, twin: Twin, s: Scenario, carry: _Carry, k0, ste
         u, tstate = twin.step(c.twin, y_in, t - D * dt, forecast)
         d_k = s.d[k] if p else None
         x_next = plant.transition(c.x, s.actuator_gain * u, t, d_k) + w
-        return _Carry(x_next, tstate, ybuf), (c.x, y_now, u, xhat, tstate.plan.status, tstate.nis, tstate.measured)
+        return _Carry(x_next, tstate, ybuf), (c.x, y_now, u, xhat, tstate.status, tstate.nis, tstate.measured)
 
     carry, out = jax.lax.scan(body, carry, k0 + jnp.arange(steps))
     return carry, out
@@ -266,3 +266,26 @@ def simulate(
         bar.close()
     fields = jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=1)[:count], *outputs)  # statuses are RESULTS pytrees
     return Rollout(*fields)
+
+
+def noise_closed_loops(
+    twin: Twin, A, B, x0: Float[Array, " n"], cov0: Float[Array, "n n"], w: Float[Array, "S T n"], v: Float[Array, "S T ny"], H=None
+) -> tuple[Float[Array, "S T+1 n"], Float[Array, "S T m"]]:
+    """Closed loops of ``twin`` on the linear plant ``x⁺ = Ax + Bu + w_k``, ``y_k = Hx_k + v_k`` (``H = I``
+    by default) for given noise sequences ``w`` [S, T, n], ``v`` [S, T, ny] (e.g. bounded noise, where
+    :func:`simulate`'s Gaussian scenarios do not fit): ``(x [S, T+1, n], u [S, T, m])``, vmapped scans from
+    ``x0`` with the twin started at ``N(x0, cov0)``; sample ``k`` is at time ``k`` (no disturbances)."""
+    A, B = jnp.asarray(A), jnp.asarray(B)
+    H = jnp.eye(A.shape[0], dtype=A.dtype) if H is None else jnp.asarray(H)
+    x0 = jnp.asarray(x0)
+
+    def one(ws, vs):
+        def body(carry, wv):
+            x, state, k = carry
+            u, state = twin.step(state, H @ x + wv[1], k)
+            return (A @ x + B @ u + wv[0], state, k + 1.0), (x, u)
+
+        (xT, _, _), (xs, us) = jax.lax.scan(body, (x0, twin.init(x0, cov0), jnp.asarray(0.0, x0.dtype)), (ws, vs))
+        return jnp.concatenate([xs, xT[None]]), us
+
+    return eqx.filter_jit(jax.vmap(one))(jnp.asarray(w), jnp.asarray(v))

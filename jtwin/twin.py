@@ -5,8 +5,13 @@ delay`` samples of transport delay; ``D = 0`` for none) and returns the input ``
 
     belief of x[k−D]  --update(y)-->  posterior of x[k−D]
                       --predict through u[k−D..k−1] (if compensate)-->  x̂[k]
-    u[k] = first input of  controller.solve(x̂[k], d̂[k..k+N−1], warm start = shifted last plan)
+    u[k], controller state = controller.step(controller state, x̂[k], P[k−D], d̂[k..k+N−1])
     posterior of x[k−D] --predict(u[k−D])--> belief of x[k−D+1]   (the next step's prior)
+
+The controller is any :class:`jtwin.control.AbstractController` (``LinearMPC``, ``TubeMPC``,
+``ChanceMPC``, ``PolytopicMPC``, ``LQR`` or a user's own): the twin calls only its ``init``,
+``step``, ``fallback`` and ``input_bounds`` and never looks behind them.  ``P[k−D]`` is the
+filter's covariance of its latest posterior (with a delay it is not propagated to ``k``).
 
 Without compensation the controller acts on the stale estimate x̂[k−D] as if it were x[k]
 (the spec's time-offset error Δu ≈ −K ε ẋ); with compensation the estimate is predicted
@@ -32,10 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.stats import chi2
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from ._checks import as_array, check_covariance
-from .control import LinearMPC, MPCSolution
+from .control import AbstractController, LinearMPC
 from .estimation import Belief, SqrtBelief
 from .estimation.base import validate_gate
 from .models import AbstractModel, LinearModel, linearize
@@ -54,8 +59,10 @@ class TwinState(eqx.Module):
     """Everything a twin carries from one step to the next (arrays only).
 
     ``belief``: prior of ``x[k−D]``; ``inputs`` [D, m], ``disturbances`` [D, p]: what was applied
-    from ``k−D`` to ``k−1``; ``plan``: the last MPC solution, in the controller's coordinates (its shift
-    warm-starts the next solve); ``nis``: normalised innovation squared of the last update (``nan`` if nothing was
+    from ``k−D`` to ``k−1``; ``plan``: the controller's state (for the MPCs, the last plan, in the
+    controller's coordinates: its shift warm-starts the next solve and is the fallback); ``applied``
+    [m]: the last input returned (plant units; 0 in controller coordinates before the first step);
+    ``status``: the controller's last :class:`jtwin.qp.RESULTS`; ``nis``: normalised innovation squared of the last update (``nan`` if nothing was
     measured); ``measured``: number of measured entries of the last ``y``; ``failures``:
     count of MPC solves that ended neither solved nor at max_iter.
 
@@ -70,7 +77,9 @@ class TwinState(eqx.Module):
     belief: Belief | SqrtBelief
     inputs: Float[Array, "D m"]
     disturbances: Float[Array, "D p"]
-    plan: MPCSolution
+    plan: PyTree
+    applied: Float[Array, " m"]
+    status: RESULTS
     nis: Float[Array, ""]
     measured: Int[Array, ""]
     failures: Int[Array, ""]
@@ -97,9 +106,10 @@ class OperatingPoint(eqx.Module):
 class Twin(eqx.Module):
     """A digital twin: ``model`` (M), ``estimator`` (D), ``controller`` (U), ``delay``/``compensate`` (S).
 
-    ``controller`` is a :class:`~jtwin.control.LinearMPC`: on the model's own dynamics
-    (:meth:`from_linear_model`, ``operating_point = None``) or on its linearisation at
-    ``operating_point`` in deviation variables (:meth:`from_model`).
+    ``controller`` is any :class:`~jtwin.control.AbstractController`; the constructors build a
+    :class:`~jtwin.control.LinearMPC` on the model's own dynamics (:meth:`from_linear_model`,
+    ``operating_point = None``) or on its linearisation at ``operating_point`` in deviation
+    variables (:meth:`from_model`).
 
     ``gate``: the twin's χ² innovation gate level α (default :data:`DEFAULT_GATE` = 1e-4; ``None``
     = only the estimator's own gate, if any): a measurement with ``P(χ²_k > NIS) < α`` is not
@@ -109,7 +119,7 @@ class Twin(eqx.Module):
 
     model: AbstractModel
     estimator: eqx.Module
-    controller: LinearMPC
+    controller: AbstractController
     delay: int = eqx.field(static=True, default=0)
     compensate: bool = eqx.field(static=True, default=True)
     operating_point: OperatingPoint | None = None
@@ -122,17 +132,22 @@ class Twin(eqx.Module):
         validate_gate(self.gate)
         if not (isinstance(self.reset_after, int) and self.reset_after >= 1):
             raise ValueError(f"reset_after: expected a positive number of steps, got {self.reset_after!r}")
+        if not isinstance(self.controller, AbstractController):
+            raise ValueError(
+                f"controller: expected a jtwin.control.AbstractController (LinearMPC, TubeMPC, ChanceMPC, "
+                f"PolytopicMPC, LQR or a subclass), got {type(self.controller).__name__}"
+            )
         if (self.controller.n, self.controller.m) != (self.model.state_dim, self.model.input_dim):
             raise ValueError(
                 f"controller: acts on (n, m) = {(self.controller.n, self.controller.m)}, "
                 f"the model has {(self.model.state_dim, self.model.input_dim)}"
             )
         p = self.model.disturbance_dim + (self.operating_point is not None)
-        if self.controller.E.shape[1] != p:
+        if self.controller.disturbance_dim not in (0, p):
             raise ValueError(
-                f"controller: expected E with {p} columns (the model's disturbances"
-                f"{', then the linearisation constant' if self.operating_point is not None else ''}), "
-                f"got {self.controller.E.shape[1]}"
+                f"controller: expected a forecast of {p} disturbance columns (the model's disturbances"
+                f"{', then the linearisation constant' if self.operating_point is not None else ''}) or none, "
+                f"got {self.controller.disturbance_dim}"
             )
 
     @classmethod
@@ -235,13 +250,16 @@ class Twin(eqx.Module):
         mean0 = as_array("mean0", mean0, (n,))
         cov0 = check_covariance("cov0", cov0, n)
         dtype = mean0.dtype
-        plan = self.controller.solve(*self.controller_coordinates(mean0, jnp.zeros((self.horizon, p), dtype)))
+        x_ctrl, d_ctrl = self.controller_coordinates(mean0, jnp.zeros((self.horizon, p), dtype))
+        plan = self.controller.init(x_ctrl, cov0, self._forecast(d_ctrl))
         zero = jnp.asarray(0, jnp.int32)
         return TwinState(
             belief=self.estimator.init(mean0, cov0),
             inputs=jnp.zeros((self.delay, m), dtype),
             disturbances=jnp.zeros((self.delay, p), dtype),
             plan=plan,
+            applied=self.plant_input(jnp.zeros(m, dtype)),
+            status=RESULTS.successful,
             nis=jnp.asarray(jnp.nan, dtype),
             measured=zero,
             failures=zero,
@@ -285,7 +303,7 @@ class Twin(eqx.Module):
         d = jnp.zeros((self.horizon, p), dtype) if d is None else jnp.asarray(d, dtype)
         bad_in = ~belief_is_healthy(state.belief)
         belief = _select(bad_in, self.estimator.init(state.prior.mean, state.prior.cov), state.belief)
-        u_meas = state.inputs[0] if D else self.plant_input(state.plan.u[0])  # the input applied when y was taken
+        u_meas = state.inputs[0] if D else state.applied  # the input applied when y was taken
         post, info = self.estimator.update(model, belief, y, u_meas, t)
         observed = info.num_observed > 0
         rejected = self._rejected(info)
@@ -307,13 +325,15 @@ class Twin(eqx.Module):
 
             x_now, _ = jax.lax.scan(forward, x_now, (jnp.arange(D), (state.inputs, state.disturbances)))
         x_ctrl, d_ctrl = self.controller_coordinates(x_now, d)
-        fallback = _finite_or_zero(self.controller.shift(state.plan))
-        plan = self.controller.solve(x_ctrl, d_ctrl, warm_start=fallback)
-        solved = solve_succeeded(plan.status)
-        ok = solved & _all_finite(plan)
-        plan = _select(ok, plan, fallback)
-        plan = eqx.tree_at(lambda s: s.u, plan, self.project_input(plan.u))
-        u = self.plant_input(plan.u[0].astype(dtype))  # ū added in the twin's precision
+        d_ctrl = self._forecast(d_ctrl)
+        cov = post.cov.astype(x_ctrl.dtype)
+        previous = _finite_or_zero(state.plan)
+        u_fb, plan_fb = self.controller.fallback(previous, x_ctrl, cov, d_ctrl)
+        u_c, plan, control = self.controller.step(previous, x_ctrl, cov, d_ctrl)
+        solved = solve_succeeded(control.status)
+        ok = solved & _all_finite((u_c, plan))
+        plan = _select(ok, plan, _finite_or_zero(plan_fb))
+        u = self.plant_input(self.project_input(jnp.where(ok, u_c, u_fb)).astype(dtype))  # ū added in the twin's precision
         u_est, d_est = (u, d[0]) if D == 0 else (u_meas, state.disturbances[0])
         prior = self.estimator.predict(model, post, u_est, t, d_est if p else None)
         bad_out = ~belief_is_healthy(prior)
@@ -330,6 +350,8 @@ class Twin(eqx.Module):
             inputs=inputs,
             disturbances=disturbances,
             plan=plan,
+            applied=u,
+            status=control.status,
             nis=jnp.where(observed, info.nis, jnp.nan),
             measured=info.num_observed.astype(jnp.int32),
             failures=state.failures + flag(~solved),
@@ -346,10 +368,14 @@ class Twin(eqx.Module):
         return u, new_state
 
     def project_input(self, u: Float[Array, "... m"]) -> Float[Array, "... m"]:
-        """``u`` (controller coordinates) projected onto the controller's box ``[umin, umax]``;
+        """``u`` (controller coordinates) projected onto the controller's box ``input_bounds()``;
         non-finite entries become the projection of 0."""
-        lo, hi = (jnp.asarray(b, u.dtype) for b in (self.controller.umin, self.controller.umax))
+        lo, hi = (jnp.asarray(b, u.dtype) for b in self.controller.input_bounds())
         return jnp.clip(jnp.where(jnp.isfinite(u), u, 0.0), lo, hi)
+
+    def _forecast(self, d: Float[Array, "N pc"]) -> Float[Array, "N q"]:
+        """The forecast the controller takes: ``d`` or, for a controller without disturbances, ``d[:, :0]``."""
+        return d if self.controller.disturbance_dim else d[:, :0]
 
     def _rejected(self, info) -> Bool[Array, ""]:
         """True when something was measured and the estimator's gate or the twin's χ² test at ``gate`` refused it

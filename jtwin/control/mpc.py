@@ -58,6 +58,7 @@ from ..qp import FISTA, RESULTS, AbstractQPSolver, throw_if_failed, QPProblem, W
 from ..qp.fista import fista, power_iteration
 from ..qp.prox import prox_l1_box, prox_l1_box_hinge
 from ..qp.registry import make_solver, solver_name
+from .base import AbstractController, ControlInfo, info_of
 from .lqr import lqr, solve_discrete_are
 
 
@@ -92,7 +93,7 @@ def _bound(name, value, size, default):
     return arr
 
 
-class LinearMPC(eqx.Module):
+class LinearMPC(AbstractController):
     """Receding-horizon controller for ``x⁺ = Ax + Bu + Ed`` (see the module docstring for ``J``).
 
     Array fields (``A, B, E, Q, R, QN, xref, alpha, beta, c, rho, soft_penalty``)
@@ -104,6 +105,10 @@ class LinearMPC(eqx.Module):
     and, for ADMM, ``polish, adaptive_rho_rule, adaptive_rho_tolerance`` (``None``: the
     solver's default; see the README for when ``adaptive_rho_rule="residual"`` pays).
     ``formulation``: ``"auto"``, ``"condensed"`` or ``"sparse"``.
+
+    As a :class:`~jtwin.control.AbstractController` its state is the last plan (an
+    :class:`MPCSolution`): ``step`` solves from the belief's mean warm-started by the shifted plan
+    and applies the plan's first input; ``fallback`` applies the shifted plan's.
     """
 
     A: Float[Array, "n n"]
@@ -214,6 +219,30 @@ class LinearMPC(eqx.Module):
     @property
     def m(self) -> int:
         return self.B.shape[1]
+
+    @property
+    def disturbance_dim(self) -> int:
+        return self.E.shape[1]
+
+    def input_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(umin, umax)`` [m] each."""
+        return self._bounds()[:2]
+
+    def init(self, mean: Float[Array, " n"], cov=None, d: Float[Array, "N p"] | None = None) -> MPCSolution:
+        """The plan from the initial belief's mean (the covariance is not used)."""
+        return self.solve(mean, d)
+
+    def step(
+        self, state: MPCSolution, mean: Float[Array, " n"], cov=None, d: Float[Array, "N p"] | None = None
+    ) -> tuple[Float[Array, " m"], MPCSolution, ControlInfo]:
+        """``(u = plan.u[0], plan, info)`` with ``plan = solve(mean, d, warm_start=shift(state))``."""
+        plan = self.solve(mean, d, warm_start=self.shift(state))
+        return plan.u[0], plan, info_of(plan)
+
+    def fallback(self, state: MPCSolution, mean=None, cov=None, d=None) -> tuple[Float[Array, " m"], MPCSolution]:
+        """``(shift(state).u[0], shift(state))``: the previous plan one step on."""
+        plan = self.shift(state)
+        return plan.u[0], plan
 
     def _bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(umin, umax, xmin, xmax)`` as float arrays (stored as hashable tuples)."""

@@ -61,6 +61,7 @@ from ..qp import RESULTS, AbstractQPSolver, QPProblem, WarmStart, is_successful,
 from ..uncertainty.chance import gaussian_backoff, propagate_covariance
 from ..uncertainty.sets import MRPIOuter, Polytope, mrpi_outer, reachable_support
 from .lqr import lqr
+from .base import AbstractController, ControlInfo, info_of
 from .mpc import MPCSolution, controller_solver
 from .terminal import TerminalCost, maximal_admissible_set, terminal_cost
 
@@ -96,7 +97,20 @@ def _shift_blocks(vec, blocks):
     return jnp.concatenate(parts)
 
 
-class PolytopicMPC(eqx.Module):
+def _bounding_box(U: Polytope | None, m: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(lo, hi)`` of the smallest box containing ``U`` (``±inf`` where ``U`` is unbounded or None)."""
+    lo, hi = np.full(m, -np.inf), np.full(m, np.inf)
+    for j in range(m if U is not None else 0):
+        e = np.eye(m)[j]
+        for sign, out in ((1.0, hi), (-1.0, lo)):
+            try:
+                out[j] = sign * float(U.support(sign * e))
+            except ValueError:  # unbounded in this direction
+                pass
+    return tuple(map(float, lo)), tuple(map(float, hi))
+
+
+class PolytopicMPC(AbstractController):
     """Nominal MPC with polytopic constraints, per-call back-offs and several constraint models.
 
     ``X``, ``U``, ``terminal_set``: :class:`~jtwin.uncertainty.Polytope` (or None);
@@ -106,6 +120,10 @@ class PolytopicMPC(eqx.Module):
     ``xref`` [n] a constant reference.  ``solver``: a :mod:`jtwin.qp` solver object, or ``method`` and its
     options as keywords (as for :class:`~jtwin.control.LinearMPC`); default ``ADMM(eps_abs=1e-5,
     eps_rel=1e-5, max_iter=10000, polish=True)``.
+
+    As a :class:`~jtwin.control.AbstractController`: the state is the last plan; ``step`` solves
+    from the belief's mean (cold, without back-offs), ``fallback`` follows the shifted plan, and
+    ``input_bounds`` is the bounding box of ``U``.
     """
 
     A: Float[Array, "n n"]
@@ -130,6 +148,7 @@ class PolytopicMPC(eqx.Module):
     use_l1: bool = eqx.field(static=True)
     use_hinge: bool = eqx.field(static=True)
     solver: AbstractQPSolver
+    u_box: tuple[tuple[float, ...], tuple[float, ...]] = eqx.field(static=True)
 
     def __init__(
         self, A, B, horizon: int, Q, R, X=None, U=None, terminal_cost=None, terminal_set=None, models=None,
@@ -157,6 +176,7 @@ class PolytopicMPC(eqx.Module):
         self.terminal = terminal_cost
         self.Hx, self.hx = _polytope_rows("X", X, n)
         self.Hu, self.hu = _polytope_rows("U", U, m)
+        self.u_box = _bounding_box(U, m)
         self.Hf, self.hf = _polytope_rows("terminal_set", terminal_set, n)
         self.xref = jnp.zeros(n) if xref is None else _checks.as_array("xref", xref, (n,))
         for name, value in (("alpha", alpha), ("beta", beta)):
@@ -177,6 +197,28 @@ class PolytopicMPC(eqx.Module):
     @property
     def m(self) -> int:
         return self.B.shape[1]
+
+    @property
+    def disturbance_dim(self) -> int:
+        return 0
+
+    def input_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The bounding box ``(lo, hi)`` [m] of ``U`` (``±inf`` without ``U``)."""
+        return tuple(np.asarray(b) for b in self.u_box)
+
+    def init(self, mean: Float[Array, " n"], cov=None, d=None) -> MPCSolution:
+        """The plan from the initial belief's mean."""
+        return self.solve(mean)
+
+    def step(self, state: MPCSolution, mean: Float[Array, " n"], cov=None, d=None) -> tuple[Float[Array, " m"], MPCSolution, ControlInfo]:
+        """``(plan.u[0], plan, info)`` with ``plan = solve(mean)``."""
+        plan = self.solve(mean)
+        return plan.u[0], plan, info_of(plan)
+
+    def fallback(self, state: MPCSolution, mean=None, cov=None, d=None) -> tuple[Float[Array, " m"], MPCSolution]:
+        """The shifted plan's first input and the shifted plan."""
+        plan = self.shift(state)
+        return plan.u[0], plan
 
     def _var_blocks(self):
         N, m = self.horizon, self.m
@@ -319,6 +361,31 @@ def _solve_jit(mpc: PolytopicMPC, x0, bx, bu, warm_start) -> MPCSolution:
 # ---------------------------------------------------------------------------------------- tube MPC
 
 
+class _OnNominal(AbstractController):
+    """A controller built around a :class:`PolytopicMPC` ``nominal``: its dimensions, horizon and input box
+    (the bounding box of ``U``); no disturbance forecast.  Subclasses have a field ``nominal``."""
+
+    @property
+    def n(self) -> int:
+        return self.nominal.n
+
+    @property
+    def m(self) -> int:
+        return self.nominal.m
+
+    @property
+    def horizon(self) -> int:
+        return self.nominal.horizon
+
+    @property
+    def disturbance_dim(self) -> int:
+        return 0
+
+    def input_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The bounding box of ``U``."""
+        return self.nominal.input_bounds()
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class TubeSets:
     """Host-side sets of a :class:`TubeMPC`: constraints ``X, U``, disturbances ``W``, the mRPI bound ``S``,
@@ -333,7 +400,9 @@ class TubeSets:
 
 
 class TubeState(eqx.Module):
-    """Controller state: nominal ``z`` [n] and ``age`` (steps since ``z`` was last set to the measured x).
+    """Controller state: nominal ``z`` [n], ``age`` (steps since ``z`` was last set to the measured x; −1
+    before the first step, which sets ``z = x``) and ``plan``, the last nominal solution (it starts one
+    step before ``z``; :meth:`TubeMPC.fallback` follows it).
 
     The nominal QP is solved cold each step: near the origin the shifted warm start
     made ADMM's adaptive ρ diverge (status ``max_iterations_reached``), and cold solves there take
@@ -342,6 +411,7 @@ class TubeState(eqx.Module):
 
     z: Float[Array, " n"]
     age: Int[Array, ""]
+    plan: MPCSolution
 
 
 class TubeRollout(eqx.Module):
@@ -353,7 +423,7 @@ class TubeRollout(eqx.Module):
     status: RESULTS
 
 
-class TubeMPC(eqx.Module):
+class TubeMPC(_OnNominal):
     """Tube MPC for ``x⁺ = Ax + Bu + w``, ``w ∈ W`` (module docstring).
 
     ``X`` [n], ``U`` [m], ``W`` [n]: polytopes; ``K`` [m, n] the ancillary gain in
@@ -361,6 +431,12 @@ class TubeMPC(eqx.Module):
     weights of the stage cost.  ``tighten=False`` builds the same controller without
     tightening (``W`` ignored) — the non-robust baseline.  ``mrpi_eps`` is the accuracy of
     the mRPI outer bound; ``reset`` enables the measured-state candidate ``z = x``.
+
+    As a :class:`~jtwin.control.AbstractController` it acts on the belief's mean as its ``x``
+    (the guarantee then needs ``W`` to cover the estimate's one-step changes, see
+    :func:`jtwin.control.output_feedback_tube_sets`); its ``fallback`` follows the
+    shifted nominal plan completed by ``v_N = Kz_N`` — the candidate of the recursive
+    feasibility proof, so the fallback keeps the guarantees.
     """
 
     nominal: PolytopicMPC
@@ -406,13 +482,17 @@ class TubeMPC(eqx.Module):
         t = jnp.arange(N)
         return self.state_table[jnp.minimum(age + t + 1, last)], self.input_table[jnp.minimum(age + t, last)]
 
-    def init(self, x0: Float[Array, " n"]) -> TubeState:
-        """Initial controller state: ``z = x0``, age 0."""
+    def init(self, x0: Float[Array, " n"], cov=None, d=None) -> TubeState:
+        """Initial controller state: ``z = x0``, age −1 (the first step restarts the tube at its ``x``: a twin's
+        first estimate is not its prior mean), and the nominal plan from ``x0``."""
         x0 = _checks.as_array("x0", x0, (self.nominal.n,))
-        return TubeState(z=x0, age=jnp.zeros((), jnp.int32))
+        plan = self.nominal.solve(x0, *self.backoffs(jnp.zeros((), jnp.int32)))
+        return TubeState(z=x0, age=jnp.full((), -1, jnp.int32), plan=plan)
 
     def _plan(self, state: TubeState, x):
         """Nominal solution and its initial state/age (the carried ``z`` or, with ``reset``, possibly ``x``)."""
+        fresh = state.age < 0  # the first step: the tube starts at x
+        state = TubeState(z=jnp.where(fresh, x, state.z), age=jnp.maximum(state.age, 0), plan=state.plan)
         if not self.reset:
             return self.nominal._solve(state.z, *self.backoffs(state.age), None), state.z, state.age
         z0s, ages = jnp.stack([state.z, x]), jnp.stack([state.age, jnp.zeros_like(state.age)])
@@ -426,13 +506,28 @@ class TubeMPC(eqx.Module):
         sol, z0, age = self._plan(state, x)
         u = sol.u[0] + self.K @ (x - z0)
         last = self.state_table.shape[0] - 1
-        new = TubeState(z=sol.x[1], age=jnp.minimum(age + 1, last))
+        new = TubeState(z=sol.x[1], age=jnp.minimum(age + 1, last), plan=sol)
         return u, new, sol
 
-    def step(self, state: TubeState, x: Float[Array, " n"]) -> tuple[Float[Array, " m"], TubeState, MPCSolution]:
-        """One control step from the measured state ``x`` [n]: ``(u, next state, nominal solution)``. jit/vmap-able."""
+    def step(self, state: TubeState, x: Float[Array, " n"], cov=None, d=None) -> tuple[Float[Array, " m"], TubeState, ControlInfo]:
+        """One control step from the measured (or estimated) state ``x`` [n]: ``(u, next state, info)``. jit/vmap-able."""
         x = _checks.as_array("x", x, (self.nominal.n,))
-        return _step_jit(self, state, x)
+        u, new, sol = _step_jit(self, state, x)
+        return u, new, info_of(sol)
+
+    def fallback(self, state: TubeState, x: Float[Array, " n"], cov=None, d=None) -> tuple[Float[Array, " m"], TubeState]:
+        """``u = v + K(x − z)`` with ``v`` the next input of the last plan, whose tail is completed by
+        ``v_N = K z_N``, ``z_{N+1} = Φ z_N``; the state moves one step along that plan."""
+        plan, K = state.plan, self.K
+        Phi = self.nominal.A + self.nominal.B @ K
+        shifted = eqx.tree_at(
+            lambda p: (p.u, p.x),
+            self.nominal.shift(plan),
+            (jnp.concatenate([plan.u[1:], (K @ plan.x[-1])[None]]), jnp.concatenate([plan.x[1:], (Phi @ plan.x[-1])[None]])),
+        )
+        u = shifted.u[0] + K @ (x - state.z)
+        last = self.state_table.shape[0] - 1
+        return u, TubeState(z=shifted.x[1], age=jnp.clip(state.age + 1, 0, last), plan=shifted)
 
     def simulate(self, x0: Float[Array, " n"], w: Float[Array, "S T n"]) -> TubeRollout:
         """Closed loop ``x⁺ = Ax + Bu + w`` from ``x0`` [n] for ``S`` disturbance sequences ``w`` [S, T, n].
@@ -494,7 +589,7 @@ def _simulate_jit(mpc: TubeMPC, x0, w):
 # ----------------------------------------------------------------------------- chance constraints
 
 
-class ChanceMPC(eqx.Module):
+class ChanceMPC(_OnNominal):
     """Chance-constrained MPC: each row of ``X`` and ``U`` holds with probability ``≥ 1 − ε`` along the plan.
 
     The real system ``x⁺ = Ax + Bu + w``, ``w ~ N(0, noise_cov)``, ``x_0 ~ N(x̂, Σ_0)``
@@ -502,6 +597,11 @@ class ChanceMPC(eqx.Module):
     ``−K_lqr``; pass zeros for open-loop inputs).  ``joint=True`` makes all rows of a
     step hold jointly (Bonferroni).  ``solve(mean, cov)`` propagates the estimator's
     covariance over the horizon and tightens (pure JAX, jit/vmap-able).
+
+    As a :class:`~jtwin.control.AbstractController` the state is the last plan and ``step``
+    plans from the twin's belief — the filter's mean *and covariance* at every step — applying
+    ``v_0`` (``z_0 = x̂``); ``fallback`` applies ``v_1 + K(x̂ − z_1)`` of the previous plan, the
+    feedback policy its back-offs were computed for.
     """
 
     nominal: PolytopicMPC
@@ -538,3 +638,17 @@ class ChanceMPC(eqx.Module):
         mean = _checks.as_array("mean", mean, (n,))
         cov = _checks.check_covariance("cov", cov, n)
         return self.nominal.solve(mean, *self.backoffs(cov), warm_start)
+
+    def init(self, mean: Float[Array, " n"], cov: Float[Array, "n n"], d=None) -> MPCSolution:
+        """The plan from the initial belief ``N(mean, cov)``."""
+        return self.solve(mean, cov)
+
+    def step(self, state: MPCSolution, mean: Float[Array, " n"], cov: Float[Array, "n n"], d=None) -> tuple[Float[Array, " m"], MPCSolution, ControlInfo]:
+        """``(plan.u[0], plan, info)`` with ``plan = solve(mean, cov)`` (a cold solve)."""
+        plan = self.solve(mean, cov)
+        return plan.u[0], plan, info_of(plan)
+
+    def fallback(self, state: MPCSolution, mean: Float[Array, " n"], cov=None, d=None) -> tuple[Float[Array, " m"], MPCSolution]:
+        """``v_1 + K(mean − z_1)`` of the previous plan, and that plan shifted."""
+        plan = self.nominal.shift(state)
+        return plan.u[0] + self.K @ (mean - plan.x[0]), plan
