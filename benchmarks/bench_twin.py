@@ -184,9 +184,9 @@ def main() -> None:
             print(why)
             skipped["truth"] = why
         for r in peers.values():  # a reference's time counts only if its inputs are within 1e-3 of the truth
-        r["accurate_within_1e-3"] = r["max_abs_du0_vs_truth"] <= 1e-3
-    ok = {n: r for n, r in peers.items() if r["accurate_within_1e-3"]}
-    runs = [(n, r) for n, r in ok.items()] + [(f"{n} pool2", r["pool2"]) for n, r in ok.items() if "pool2" in r]
+            r["accurate_within_1e-3"] = r["max_abs_du0_vs_truth"] <= 1e-3
+        ok = {n: r for n, r in peers.items() if r["accurate_within_1e-3"]}
+        runs = [(n, r) for n, r in ok.items()] + [(f"{n} pool2", r["pool2"]) for n, r in ok.items() if "pool2" in r]
         best = max(runs, key=lambda t: t[1]["scenario_steps_per_s"]) if runs else None
     jt_cpu_us = 1e6 * cpu_jtwin / (args.scenarios * args.steps)
     kpis = jt.kpi.summarize(jt.kpi.scenario_kpis(out, twin.controller, model.dt))
