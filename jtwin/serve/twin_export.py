@@ -35,7 +35,7 @@ def twin_example_args(twin: Twin, state0: TwinState) -> tuple:
     """Example arguments of :func:`twin_step`: ``state0``, the measurement ``y`` [ny] predicted from its
     mean, ``t = 0`` and (with disturbances) a zero forecast ``d`` [N, p]; dtypes follow ``state0``."""
     mean = state0.belief.mean
-    y = twin.model.observe(mean, state0.plan.u[0], jnp.zeros((), mean.dtype))
+    y = twin.model.observe(mean, state0.applied, jnp.zeros((), mean.dtype))
     args = (state0, y, jnp.zeros((), mean.dtype))
     if twin.model.disturbance_dim:
         args += (jnp.zeros((twin.horizon, twin.model.disturbance_dim), mean.dtype),)
