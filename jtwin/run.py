@@ -155,13 +155,13 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
         rho=c.rho,
         solver=c.qp_solver(),
     )
-    sync = dict(delay=cfg.sync.delay, compensate=cfg.sync.compensate)
+    options = dict(delay=cfg.sync.delay, compensate=cfg.sync.compensate, gate=cfg.estimator.gate or None)  # gate 0: off
     if linear:
-        twin = Twin.from_linear_model(model, build_estimator(cfg), c.horizon, xref=xref, **sync, **mpc)
+        twin = Twin.from_linear_model(model, build_estimator(cfg), c.horizon, xref=xref, **options, **mpc)
     else:
         x_op, u_op = operating_point(cfg, model, measured, setpoint, x_guess, u_guess, d_op)
         xref[~measured] = x_op[~measured]  # the unmeasured states' reference: their value at the operating point
-        twin = Twin.from_model(model, build_estimator(cfg), c.horizon, x_op, u_op, d_op=d_op, xref=xref, **sync, **mpc)
+        twin = Twin.from_model(model, build_estimator(cfg), c.horizon, x_op, u_op, d_op=d_op, xref=xref, **options, **mpc)
     if c.kind != "mpc":  # the same problem for another controller kind (jtwin.control.kinds)
         noise = covariance_from_factor(model.Q_factor)
         try:

@@ -15,7 +15,6 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
 from ..qp.results import CODES, RESULTS, from_code, is_successful, status_name

@@ -32,7 +32,7 @@ terminal cost the LQR cost-to-go of the tuned ``A, B, Q, R``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import equinox as eqx

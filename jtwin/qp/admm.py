@@ -67,7 +67,7 @@ from jaxtyping import Array, Float
 from .base import AbstractQPSolver, check_options
 from .implicit import refined_solve
 from .problem import QPProblem, support
-from .results import CODES, from_code
+from .results import DUAL_INF, MAX_ITER, NUMERICAL, PRIMAL_INF, RUNNING, SOLVED, from_loop_code
 from .scaling import Scaling, ruiz_equilibrate
 from .solution import QPSolution, WarmStart
 
@@ -77,10 +77,6 @@ _RHO_EQ_OVER_INEQ = 1e3
 ADAPTIVE_RHO_RULES = ("osqp", "residual")  # ρ estimate: OSQP's normalised residual ratio, or the plain one
 _TINY = 1e-30
 _POLISH_NEAR = 1e3  # polishing starts once every residual is within this factor of its threshold
-# loop codes: 0 while a problem runs, then its RESULTS code + 1
-_SOLVED, _PRIMAL_INF, _DUAL_INF, _NUMERICAL = (
-    CODES[k] + 1 for k in ("successful", "primal_infeasible", "dual_infeasible", "numerical_error")
-)
 
 
 class ADMMState(eqx.Module):
@@ -367,10 +363,10 @@ def _infeasibility_and_rho(data: _Data, settings: _Settings, st: _State, ratio, 
     l, u = data.full(data.l), data.full(data.u)
     pinf = _primal_infeasible(sd, l, u, Y - Yp, settings.eps_pinf)
     dinf = _dual_infeasible(sd, data.qs, l, u, X - Xp, settings.eps_dinf)
-    code = jnp.where(pinf, _PRIMAL_INF, jnp.where(dinf, _DUAL_INF, 0)).astype(jnp.int32)
+    code = jnp.where(pinf, PRIMAL_INF, jnp.where(dinf, DUAL_INF, RUNNING)).astype(jnp.int32)
     if not settings.adaptive_rho:
         return code, st.rho, st.Kinv
-    active = active & (code == 0)
+    active = active & (code == RUNNING)
     logs = jnp.where(active, jnp.log(ratio), 0.0)
     mean_log = jnp.sum(logs) / jnp.maximum(jnp.sum(active), 1)
     rho_new = jax.lax.stop_gradient(jnp.clip(st.rho * jnp.exp(mean_log), _RHO_MIN, _RHO_MAX))
@@ -409,14 +405,14 @@ def _block(data: _Data, settings: _Settings, count: int, st: _State) -> _State:
 
     due = (k % settings.adaptive_rho_interval == 0) | (k >= settings.max_iter)
     infeasible, rho, Kinv = jax.lax.cond(due, heavy, light)
-    code = jnp.where(~finite, _NUMERICAL, jnp.where(solved, _SOLVED, infeasible))
+    code = jnp.where(~finite, NUMERICAL, jnp.where(solved, SOLVED, infeasible))
     X, Xb, V, Z, Y = (jnp.where(finite[:, None], A_, 0.0) for A_ in (X, Xb, V, Z, Y))
-    newly = (~st.done & (code > 0))[:, None]
+    newly = (~st.done & (code != RUNNING))[:, None]
     Xr, Zr, Yr = (jnp.where(newly, A_, Ar) for A_, Ar in ((Xb, st.Xr), (Z, st.Zr), (Y, st.Yr)))
     R_new = sd.rho_vec(rho)
     V = jnp.where(rho != st.rho, Z + Y / R_new, V)  # keep (z, y) when ρ changes
     return _State(
-        X=X, V=V, Xr=Xr, Zr=Zr, Yr=Yr, rho=rho, Kinv=Kinv, done=st.done | (code > 0),
+        X=X, V=V, Xr=Xr, Zr=Zr, Yr=Yr, rho=rho, Kinv=Kinv, done=st.done | (code != RUNNING),
         status=jnp.where(st.done, st.status, code), iters=jnp.where(st.done, st.iters, k),
         polished=st.polished | (~st.done & by_polish), k=k,
     )  # fmt: skip
@@ -575,8 +571,7 @@ def _solve_batch(settings: _Settings, P, A, q, l, u, lb, ub, x0, y0, rho0):
     Ys = c * y0 / E
     Zs = _project(data, sd.rows(Xs))
     st = _run_chunked(data, settings, Xs, Zs, Ys, jax.lax.stop_gradient(rho0))
-    B = q.shape[0]
-    code = jnp.where(st.done, st.status, CODES["max_iterations_reached"] + 1)
+    code = jnp.where(st.done, st.status, MAX_ITER)
     X, Z, Y = st.X, st.Z, st.Y
     l_full, u_full = data.full(data.l), data.full(data.u)
 
@@ -585,7 +580,7 @@ def _solve_batch(settings: _Settings, P, A, q, l, u, lb, ub, x0, y0, rho0):
         r_admm = _residuals(sd, qs, X, Z, Y, l_full, u_full, settings)
         candidate, r_pol = _polish_batch(data, settings, X, Z, Y, l_full, u_full)
         better = (
-            (code == _SOLVED)
+            (code == SOLVED)
             & ~polished
             & (r_pol.prim <= jnp.maximum(r_admm.prim, r_admm.eps_prim))
             & (r_pol.dual <= jnp.maximum(r_admm.dual, r_admm.eps_dual))
@@ -605,7 +600,7 @@ def _solve_batch(settings: _Settings, P, A, q, l, u, lb, ub, x0, y0, rho0):
         y=y_all[:, :m],
         y_bound=y_bound,
         z=Z[:, :m] / E[:m],
-        status=from_code(code - 1),
+        status=from_loop_code(code),
         iterations=st.iters,
         primal_residual=res.prim,
         dual_residual=res.dual,

@@ -76,15 +76,10 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .base import AbstractQPSolver, check_options
 from .problem import QPProblem, kkt_residuals, support
-from .results import CODES, from_code
+from .results import DUAL_INF, MAX_ITER, NUMERICAL, PRIMAL_INF, RUNNING, SOLVED, from_loop_code
 from .scaling import Scaling, ruiz_equilibrate
 from .solution import QPSolution, WarmStart
 
-# loop codes: 0 while a problem runs, then its RESULTS code + 1
-_RUNNING = 0
-_SOLVED, _MAX_ITER, _PRIMAL_INF, _DUAL_INF, _NUMERICAL = (
-    CODES[k] + 1 for k in ("successful", "max_iterations_reached", "primal_infeasible", "dual_infeasible", "numerical_error")
-)
 
 
 class _Rows(eqx.Module):
@@ -404,9 +399,9 @@ class InteriorPoint(AbstractQPSolver):
         eps = self.eps_infeasible
         primal_inf = _primal_certificate(rows, p.y(rows), eps)
         dual_inf = _dual_certificate(rows, p.x, eps)
-        code = jnp.where(solved, _SOLVED, jnp.where(primal_inf, _PRIMAL_INF, jnp.where(dual_inf, _DUAL_INF, _RUNNING)))
-        code = jnp.where(finite, code, _NUMERICAL)
-        return jnp.where((code == _RUNNING) & last, _MAX_ITER, code)
+        code = jnp.where(solved, SOLVED, jnp.where(primal_inf, PRIMAL_INF, jnp.where(dual_inf, DUAL_INF, RUNNING)))
+        code = jnp.where(finite, code, NUMERICAL)
+        return jnp.where((code == RUNNING) & last, MAX_ITER, code)
 
     def _step(self, rows: _Rows, p: _Iterate) -> _Iterate:
         """One predictor–corrector step of the embedding."""
@@ -437,21 +432,21 @@ class InteriorPoint(AbstractQPSolver):
             start = _start(rows, self.regularisation, self.refinement, warm_start.x / sc.D, sc.c * y_rows / sc.E, self.warm_start_margin)
         else:
             start = _start(rows, self.regularisation, self.refinement)
-        init = _Loop(point=start, iterations=jnp.zeros((), jnp.int32), code=jnp.where(data_ok, _RUNNING, _NUMERICAL))
+        init = _Loop(point=start, iterations=jnp.zeros((), jnp.int32), code=jnp.where(data_ok, RUNNING, NUMERICAL))
 
         def body(st: _Loop) -> _Loop:
             code = self._check(problem, rows, st)
             stepped = _Loop(point=self._step(rows, st.point), iterations=st.iterations + 1, code=code)
-            return _tree_where(code == _RUNNING, stepped, eqx.tree_at(lambda s: s.code, st, code))
+            return _tree_where(code == RUNNING, stepped, eqx.tree_at(lambda s: s.code, st, code))
 
-        st = jax.lax.while_loop(lambda st: st.code == _RUNNING, body, init)
+        st = jax.lax.while_loop(lambda st: st.code == RUNNING, body, init)
         p = st.point
         x, y_raw, y_snap = p.x / p.tau, p.y(rows) / p.tau, _snapped(rows, p) / p.tau
         y = jnp.where(self._converged(problem, rows, x, y_snap), y_snap, y_raw)
-        infeasible = (st.code == _PRIMAL_INF) | (st.code == _DUAL_INF)
+        infeasible = (st.code == PRIMAL_INF) | (st.code == DUAL_INF)
         x = jnp.where(infeasible, _unit(p.x)[0], x)
         y = jnp.where(infeasible, _unit(p.y(rows))[0], y)
-        ok = st.code != _NUMERICAL
+        ok = st.code != NUMERICAL
         x, y, y_bound = jax.tree.map(lambda v: jnp.where(ok, v, 0.0), self._unscaled(problem, rows, x, y))
         res = kkt_residuals(problem, x, y, y_bound)
         return QPSolution(
@@ -459,7 +454,7 @@ class InteriorPoint(AbstractQPSolver):
             y=y,
             y_bound=y_bound,
             z=jnp.clip(problem.A @ x, problem.l, problem.u),
-            status=from_code(st.code - 1),
+            status=from_loop_code(st.code),
             iterations=st.iterations,
             primal_residual=res.primal,
             dual_residual=res.dual,

@@ -40,6 +40,16 @@ CODES = {name: int(getattr(RESULTS, name)._value) for name in _ORDER}
 """Integer code of each :class:`RESULTS` item (for solvers that select statuses with ``jnp.where``)."""
 
 
+# A solver's while loop keeps an integer per problem: RUNNING while it iterates, then its outcome.
+RUNNING = 0
+SOLVED, MAX_ITER, PRIMAL_INF, DUAL_INF, NUMERICAL = (CODES[name] + 1 for name in _ORDER)
+
+
+def from_loop_code(code: Int[Array, "*batch"]) -> RESULTS:
+    """The :class:`RESULTS` item of a finished loop code (``SOLVED``, ``MAX_ITER``, … = the RESULTS code + 1)."""
+    return from_code(code - 1)
+
+
 def from_code(code: Int[Array, "*batch"]) -> RESULTS:
     """A (possibly batched) :class:`RESULTS` item from integer codes of :data:`CODES`."""
     return EnumerationItem(jnp.asarray(code, jnp.int32), RESULTS)
