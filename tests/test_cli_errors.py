@@ -142,3 +142,12 @@ def test_train_exits_1_when_the_parameters_are_not_identified_and_flags_outliers
     assert "retry with --drop-outliers" in captured.err
     assert "1 outlier reading(s)" in captured.out and "log.csv:22 y_y0 = 1e+06" in captured.out  # header: line 1
     assert (tmp_path / "out" / "report.json").is_file()  # the report is still written, to look at
+
+
+def test_serve_help_shows_its_defaults(capsys):
+    from jtwin import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 8080)" in text and "1048576 = 1 MiB" in text and "127.0.0.1" in text

@@ -565,10 +565,13 @@ def main(argv: list[str] | None = None, prog: str = "jtwin serve") -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The serve command's arguments (shared by ``jtwin serve`` and ``python -m jtwin.serve``)."""
     parser.add_argument("artifact", help="step artifact written by `jtwin export` / jtwin.serve.export_step")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port (0 picks a free one)")
-    parser.add_argument("--state-dir", default=None, help="directory of durable twin state (omit: in memory only)")
-    parser.add_argument("--max-body", type=int, default=MAX_BODY, help="largest accepted request body in bytes")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, loopback only)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port, 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--state-dir", default=None, help="directory of durable twin state (default: none, in memory only)")
+    parser.add_argument(
+        "--max-body", type=int, default=MAX_BODY,
+        help=f"largest accepted request body in bytes (default: %(default)s = {MAX_BODY // 2**20} MiB)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace, prog: str = "jtwin serve") -> int:
