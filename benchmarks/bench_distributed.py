@@ -145,7 +145,7 @@ def main() -> None:
     sizes = [8, 64, 512] if args.quick else [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
     rows = scaling(sizes, repeats)
     shard = sharding(sizes[-1], repeats)
-    ok = all(r["status"] == "solved" and r["error_inf"] <= TARGET for r in rows)
+    ok = all(r["status"] == "successful" and r["error_inf"] <= TARGET for r in rows)
     report = {
         "benchmark": "consensus ADMM (distributed least squares), jtwin vs centralised scipy.linalg.lstsq",
         "problem": {"rows_per_agent": ROWS, "dim": DIM, "rho0": RHO, "tol": TOL, "target_error_inf": TARGET},
