@@ -16,6 +16,9 @@
 4. The user model vs the library model and filterpy at n = 10, 40, 160: XLA flops of one UKF
    step with the user model (the arithmetic both models run; XLA counts a loop body once, so
    its count for the library model's stage loop is lower than what runs) and the per-step times.
+5. The same for the EKF (Jacobians of the user's function) and a vmapped UKF over 32 scenarios at
+   n = 40: library model, user model, and the user model with staging disabled (the slow path
+   of issue #21), per step.
 
 Times are the best (minimum) of several repeats on both sides, in wall-clock and CPU (process)
 seconds, jtwin's models timed alternately: this machine's two cores are shared, and contention
@@ -23,16 +26,18 @@ inflates single runs by up to 10x; the 1-minute load average before and after se
 recorded with its numbers.  Writes benchmarks/results/estimation_lorenz96.json (all sections)
 or benchmarks/results/lorenz96_<sections>.json (``--sections``).
 
-    .venv/bin/python benchmarks/bench_lorenz96.py [--quick] [--sections n40 scaling]
+    .venv/bin/python benchmarks/bench_lorenz96.py [--quick] [--sections n40 scaling ekf_batched]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import equinox as eqx
 import jax
@@ -42,7 +47,7 @@ from filterpy.kalman import MerweScaledSigmaPoints, UnscentedKalmanFilter
 
 import jtwin  # noqa: F401  (float64)
 from jtwin import schedule
-from jtwin.estimation import UKF, run_filter
+from jtwin.estimation import EKF, UKF, extended, run_filter, unscented
 from jtwin.models import FunctionModel
 from jtwin.models.library import lorenz96_model
 
@@ -319,7 +324,58 @@ def cost_vs_dimension(ns, steps: int) -> dict:
     }
 
 
-SECTIONS = ("n40", "batched", "dimension", "scaling")
+@contextlib.contextmanager
+def staging_disabled():
+    """The filters' model calls without :func:`jtwin.estimation.staging.staged` (what issue #21 measured)."""
+    with mock.patch.object(extended, "staged", lambda fn: fn), mock.patch.object(unscented, "staged", lambda fn: fn):
+        yield
+
+
+def ekf_and_batched(steps: int, scenarios: int) -> dict:
+    """Section 5: the EKF (Jacobians of the model) and a vmapped UKF (``scenarios`` sequences) on Lorenz-96
+    n = 40 with the library model, the user model, and the user model with staging disabled; per-step
+    (per scenario-step for the batch) best wall seconds, timed alternately, and the largest difference
+    of the filtered means from the library model's."""
+    n = 40
+    model, user = lorenz96_model(n=n, forcing=FORCING, dt=DT, substeps=SUBSTEPS, q_std=Q_STD, r_std=R_STD), user_model(n)
+    single = make_data(model, jax.random.PRNGKey(5), steps)
+    batch = make_data(model, jax.random.PRNGKey(6), steps, batch=scenarios)
+    mean0, cov0 = np.asarray(single.xs[0]) + 1.0, np.eye(n)
+    means0 = np.asarray(batch.xs[:, 0]) + 1.0
+
+    def ekf(m):
+        params, static = eqx.partition(m, eqx.is_array)
+        run = jax.jit(lambda params, ys: run_filter(EKF(), eqx.combine(params, static), mean0, cov0, ys).means)
+        return lambda: run(params, single.ys)
+
+    def vmapped(m):
+        params, static = eqx.partition(m, eqx.is_array)
+        one = lambda params, m0, ys: run_filter(UKF(), eqx.combine(params, static), m0, cov0, ys).means  # noqa: E731
+        run = jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+        return lambda: run(params, means0, batch.ys)
+
+    out = {"n": n, "steps": steps, "scenarios": scenarios, "load_average_1min_before": os.getloadavg()[0]}
+    for name, make, per in (("ekf", ekf, steps), ("batched_ukf", vmapped, steps * scenarios)):
+        fns = {"library": make(model), "user": make(user)}
+        with staging_disabled():
+            fns["user_unstaged"] = make(user)
+            unstaged_means = jax.block_until_ready(fns["user_unstaged"]())  # compiled without staging
+        means = {k: np.asarray(jax.block_until_ready(f())) for k, f in fns.items() if k != "user_unstaged"}
+        times = dict(zip(fns, (w / per for w, _ in timed_alternately(list(fns.values()), 5))))
+        out[name] = {
+            "seconds_per_step_library_model": times["library"],
+            "seconds_per_step_user_model": times["user"],
+            "seconds_per_step_user_model_unstaged": times["user_unstaged"],
+            "user_over_library_model_time": times["user"] / times["library"],
+            "unstaged_over_staged_user_model_time": times["user_unstaged"] / times["user"],
+            "max_abs_mean_difference_user_vs_library": float(np.max(np.abs(means["user"] - means["library"]))),
+            "max_abs_mean_difference_unstaged_vs_library": float(np.max(np.abs(np.asarray(unstaged_means) - means["library"]))),
+        }
+    out["load_average_1min_after"] = os.getloadavg()[0]
+    return out
+
+
+SECTIONS = ("n40", "batched", "dimension", "scaling", "ekf_batched")
 
 
 def main() -> None:
@@ -342,6 +398,7 @@ def main() -> None:
         "batched": ("batched_throughput", lambda: batched_throughput(scenarios, batch_steps)),
         "dimension": ("cost_vs_dimension", lambda: cost_vs_dimension(ns, 200)),
         "scaling": ("user_model_vs_dimension", lambda: user_model_vs_dimension([10, 40, 160], 200)),
+        "ekf_batched": ("ekf_and_batched_user_model", lambda: ekf_and_batched(100 if args.quick else 500, 8 if args.quick else 32)),
     }
     for section in args.sections:
         key, run = sections[section]

@@ -37,7 +37,7 @@ import jtwin as jt
 from jtwin.config import load_config
 from jtwin.learn import TrackingCost, TuneProblem, TwinParameters
 from jtwin.models.library import load_tmy3_greensboro
-from jtwin.run import build_twin
+from jtwin.run import build_twin, prior_covariance
 from jtwin.simulate import make_scenarios
 from jtwin.twin import Twin
 
@@ -73,7 +73,7 @@ def building_setup(scenarios: int, steps: int):
     )  # fmt: skip
     mpc = twin.controller
     objective = TrackingCost(mpc.xref[0], q=jnp.diag(mpc.Q), l1=cfg.controller.alpha)
-    return model, twin, batch, cfg.estimator.cov0 * np.eye(model.state_dim), objective
+    return model, twin, batch, prior_covariance(cfg, model.state_dim), objective
 
 
 def compiled(fn, *args):

@@ -37,7 +37,7 @@ import _references as refs
 import jtwin as jt
 from jtwin.config import load_config
 from jtwin.models.library import load_tmy3_greensboro
-from jtwin.run import build_twin
+from jtwin.run import build_twin, prior_covariance
 from jtwin.simulate import make_scenarios, scenario_noise, simulate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def main() -> None:
         jax.random.PRNGKey(sim.seed), args.scenarios, jnp.asarray(sim.x0), jnp.asarray(d), model.input_dim,
         x0_std=sim.x0_std, forecast_std=np.asarray(sim.forecast_std), dropout=sim.dropout,
     )  # fmt: skip
-    cov0 = cfg.estimator.cov0 * np.eye(n)
+    cov0 = prior_covariance(cfg, n)
 
     def timed(tw):
         """Compile (one chunk on the same batch, excluded, its time returned), then time the whole run."""

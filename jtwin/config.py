@@ -26,7 +26,7 @@ A config describes a plant and how to run it::
     [estimator]
     kind = "kf"                  # kf | ekf | ukf | srukf
     gate = 1e-4                  # chi-square gate level of the filter (0 = off; the twin also gates, Twin.gate)
-    cov0 = 1.0                   # initial covariance cov0 * I
+    cov0 = 1.0                   # initial covariance: cov0 * I, or a list of per-state variances (diagonal)
     [controller]                 # required
     kind = "mpc"                 # mpc | tube | chance | polytopic | lqr (jtwin.control.kinds)
     solver = "admm"              # the MPC's QP solver: admm | ipm | fista (jtwin.qp.SOLVERS)
@@ -183,7 +183,7 @@ class ControllerConfig:
 class EstimatorConfig:
     kind: str = "kf"
     gate: float = 1e-4  # χ² gate significance level of the filter; 0 = none (the twin gates on its own: Twin.gate)
-    cov0: float = 1.0  # initial covariance cov0 · I
+    cov0: float | tuple[float, ...] = field(default=1.0, metadata=VECTOR)  # cov0 · I, or per-state variances (diagonal)
 
 
 @dataclass(frozen=True)
@@ -334,8 +334,8 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
         raise ConfigError(f"estimator.kind: expected one of {list(ESTIMATORS)}, got {est.kind!r}")
     if not 0.0 <= est.gate < 1.0:
         raise ConfigError(f"estimator.gate: expected 0 (off) or a significance level in (0, 1), got {est.gate}")
-    if not est.cov0 > 0:
-        raise ConfigError(f"estimator.cov0: expected a positive variance, got {est.cov0}")
+    if not np.all(np.asarray(est.cov0) > 0):
+        raise ConfigError(f"estimator.cov0: expected positive variances (a number or one per state), got {est.cov0}")
     sync = _fields(SyncConfig, _table(data, "sync", ""), "sync")
     if sync.delay < 0:
         raise ConfigError(f"sync.delay: expected a non-negative number of samples, got {sync.delay}")

@@ -17,6 +17,7 @@ import numpy as np
 from . import estimation
 from ._checks import covariance_from_factor
 from .config import Config, ConfigError, load_config
+from .control import LinearMPC
 from .control.kinds import controller_like
 from .kpi import format_summary, scenario_kpis, summarize
 from .models import AbstractModel, LinearModel, jacobian_transform, steady_state
@@ -56,6 +57,12 @@ def _vector(path: str, value, size: int, what: str) -> np.ndarray | None:
     if arr.shape != (size,):
         raise ConfigError(f"{path}: expected {size} values (one per {what}), got {arr.size}")
     return arr
+
+
+def prior_covariance(cfg: Config, n: int) -> np.ndarray:
+    """The twin's initial covariance [n, n] from ``[estimator] cov0``: ``cov0 · I`` for a number,
+    ``diag(cov0)`` for one variance per state."""
+    return np.diag(_per("estimator.cov0", cfg.estimator.cov0, n, "state"))
 
 
 def disturbance_series(cfg: Config, model: AbstractModel, steps: int) -> np.ndarray:
@@ -109,7 +116,15 @@ def operating_point(
 
 
 def build_twin(cfg: Config, model: AbstractModel) -> Twin:
-    """The twin of ``[estimator]``, ``[controller]`` (MPC) and ``[sync]`` on ``model``.
+    """The twin of ``[estimator]``, ``[controller]`` and ``[sync]`` on ``model``: the MPC problem of
+    :func:`build_mpc_twin`, solved by the controller ``kind`` (:mod:`jtwin.control.kinds`) in the
+    configured precision."""
+    return _with_controller_kind(cfg, model, build_mpc_twin(cfg, model))
+
+
+def build_mpc_twin(cfg: Config, model: AbstractModel) -> Twin:
+    """The twin of ``[estimator]``, ``[controller]`` (as a :class:`~jtwin.control.LinearMPC`, in float64)
+    and ``[sync]`` on ``model``.
 
     The MPC tracks ``setpoint`` on the measured states (those ``h`` depends on) with the band
     ``[xmin, xmax]`` on them as soft constraints, and charges ``alpha`` per unit of ``|u|`` and
@@ -162,6 +177,12 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
         x_op, u_op = operating_point(cfg, model, measured, setpoint, x_guess, u_guess, d_op)
         xref[~measured] = x_op[~measured]  # the unmeasured states' reference: their value at the operating point
         twin = Twin.from_model(model, build_estimator(cfg), c.horizon, x_op, u_op, d_op=d_op, xref=xref, **options, **mpc)
+    return twin
+
+
+def _with_controller_kind(cfg: Config, model: AbstractModel, twin: Twin) -> Twin:
+    """``twin`` with its MPC replaced by the same problem for ``controller.kind``, in ``controller.precision``."""
+    c = cfg.controller
     if c.kind != "mpc":  # the same problem for another controller kind (jtwin.control.kinds)
         noise = covariance_from_factor(model.Q_factor)
         try:
@@ -172,11 +193,16 @@ def build_twin(cfg: Config, model: AbstractModel) -> Twin:
     return twin if c.precision == "float64" else twin.with_controller_dtype(jnp.dtype(c.precision))
 
 
+_KIND_NAMES = {"mpc": "MPC", "tube": "tube MPC", "chance": "chance-constrained MPC", "polytopic": "polytopic MPC", "lqr": "LQR"}
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What ``jtwin run`` computed: the closed-loop ``rollout`` of ``scenarios`` × ``steps`` of the configured
     twin, its per-scenario ``kpis`` (:func:`jtwin.kpi.scenario_kpis`), the plant's ``words`` (units and KPI
     names), the true ``disturbances`` [steps + horizon, p], and the ``timing`` split into compilation and run.
+    ``problem``: the configured MPC problem (costs, bounds, reference) that the KPIs and plots score,
+    whichever controller ``kind`` ran it.
 
     ``params``: the ``params.eqx`` the plant's parameters came from (None: the config's ``[plant.params]``)
     and ``fitted`` the parameter pytree loaded from it.
@@ -185,6 +211,7 @@ class RunResult:
     cfg: Config
     model: AbstractModel
     twin: Twin
+    problem: LinearMPC
     rollout: Rollout
     disturbances: np.ndarray
     kpis: dict[str, np.ndarray]
@@ -223,10 +250,15 @@ class RunResult:
         rate = self.scenarios * self.steps / max(t.run_s, 1e-9)
         lines = [
             f"jtwin run {cfg.source}: {cfg.plant.kind} plant ({n} states, {m} inputs), twin = "
-            f"{cfg.estimator.kind.upper()} + MPC (horizon {self.twin.horizon} steps = {self.twin.horizon * dt:g} {unit}), {delay}",
+            f"{cfg.estimator.kind.upper()} + {_KIND_NAMES[cfg.controller.kind]} "
+            f"(horizon {self.twin.horizon} steps = {self.twin.horizon * dt:g} {unit}), {delay}",
             f"parameters: {params}",
-            f"precision: model and estimator {self.precision['model_and_estimator']}, MPC QP {self.precision['mpc']} "
-            f"(solver {cfg.controller.solver}, eps {cfg.controller.eps:g}, max_iter {cfg.controller.max_iter})",
+            f"precision: model and estimator {self.precision['model_and_estimator']}, controller {self.precision['mpc']}"
+            + (
+                ""
+                if cfg.controller.kind == "lqr"
+                else f" (QP solver {cfg.controller.solver}, eps {cfg.controller.eps:g}, max_iter {cfg.controller.max_iter})"
+            ),
             f"{self.scenarios} scenarios x {self.steps} steps of {dt:g} {unit} ({self.steps * dt:g} {unit}): "
             f"run {t.run_s:.2f} s = {rate:,.0f} scenario-steps/s, plus {t.compile_s:.2f} s compilation",
         ]
@@ -273,7 +305,8 @@ def run_twin(path: str, scenarios: int | None = None, steps: int | None = None, 
         raise ConfigError(
             f"simulation.forecast_std: expected {model.disturbance_dim} values (one per disturbance), got {forecast_std.size}"
         )
-    twin = build_twin(cfg, model)
+    mpc_twin = build_mpc_twin(cfg, model)
+    twin = _with_controller_kind(cfg, model, mpc_twin)
     batch = make_scenarios(
         jax.random.PRNGKey(sim.seed),
         scenarios,
@@ -285,13 +318,14 @@ def run_twin(path: str, scenarios: int | None = None, steps: int | None = None, 
         dropout=sim.dropout,
     )
     with CompileTimer() as timing:
-        rollout = simulate(model, twin, batch, steps, cfg.estimator.cov0 * np.eye(n), chunk=sim.chunk or None)
+        rollout = simulate(model, twin, batch, steps, prior_covariance(cfg, n), chunk=sim.chunk or None)
         jax.block_until_ready(rollout.x)
     if not np.all(np.isfinite(np.asarray(rollout.x))):
         raise FloatingPointError("simulation produced non-finite states; check the config's parameters and dt")
-    kpis = scenario_kpis(rollout, twin.controller, model.dt, operating_point=twin.operating_point)
+    problem = mpc_twin.controller  # what the KPIs and plots score, whichever controller kind ran it
+    kpis = scenario_kpis(rollout, problem, model.dt, operating_point=twin.operating_point)
     words = vocabulary(cfg.plant.kind, model, cfg.controller)
-    return RunResult(cfg, model, twin, rollout, ds, kpis, words, timing, scenarios, steps, params, fitted)
+    return RunResult(cfg, model, twin, problem, rollout, ds, kpis, words, timing, scenarios, steps, params, fitted)
 
 
 def run_config(path: str, scenarios: int | None = None, steps: int | None = None, params: str | None = None) -> str:

@@ -76,6 +76,7 @@ def test_missing_plant_table(tmp_path):
         load_config(write(tmp_path, "[simulation]\nsteps = 3\n"))
 
 
+@pytest.mark.slow  # 30 s; `jtwin run` is exercised by test_run_report
 def test_cli_run_prints_kpis(tmp_path, capsys):
     assert cli.main(["run", str(write(tmp_path, GOOD)), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
@@ -109,6 +110,7 @@ def test_cli_drift_decides_retrain_on_input_shift(tmp_path, capsys):
     assert "drift.correction" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 18 s; test_schedule runs the schedule CLI
 def test_cli_schedule_reports_deadline(tmp_path, capsys):
     """The report names the deadline outcome and n_max (a period far above a step's cost, so machine load cannot flip it)."""
     cfg = write(tmp_path, GOOD + '[estimator]\nkind = "kf"\n')

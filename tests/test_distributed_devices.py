@@ -103,6 +103,7 @@ def test_indivisible_agent_count_is_rejected(sharded):
     assert "N=16 must be divisible" in str(sharded["indivisible_error"])
 
 
+@pytest.mark.slow  # 23 s; sharded iterates are checked in-process by default
 def test_multi_process_run_matches_lstsq_and_single_process(tmp_path):
     summary_path = tmp_path / "multihost.json"
     subprocess.run(

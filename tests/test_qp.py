@@ -139,6 +139,23 @@ def test_vmap_shared_matrices_independent_statuses():
         np.testing.assert_allclose(sol.x[i], ref.x, atol=1e-4)
 
 
+def test_vmap_one_huge_problem_does_not_stall_the_batch():
+    """A batch shares one cost scale and one ρ: one problem whose cost is 1e20 times the others'
+    (a diverged estimate fed to an MPC) must not stop the rest converging (it did: the batch's
+    largest ‖q‖ set the scale, and every problem hit max_iter)."""
+    P, _, A, l, u = random_qp(3)
+    rng = np.random.default_rng(4)
+    B, huge = 32, 5
+    qs = rng.normal(size=(B, P.shape[0]))
+    qs[huge] *= 1e20
+    sol = jax.jit(jax.vmap(lambda q: solve_qp(P, q, A, l, u, eps_abs=1e-6, eps_rel=1e-6, max_iter=4000)))(qs)
+    status = status_name(sol.status)
+    assert np.all(np.delete(status, huge) == "successful"), status
+    for i in (0, 9, 15):
+        ref = osqp_solve(P, qs[i], A, l, u, eps_abs=1e-9, eps_rel=1e-9, max_iter=100000, polish=True)
+        np.testing.assert_allclose(sol.x[i], ref.x, atol=1e-4)
+
+
 @pytest.mark.parametrize("shared_bounds", [True, False])
 def test_vmap_variable_bounds_shared_or_per_problem(shared_bounds):
     """Variable bounds under vmap: one [n] box for the whole batch (kept unbatched inside the

@@ -13,7 +13,18 @@ def test_readme_has_examples():
     assert len(BLOCKS) >= 1
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+# Examples that compile for 20-55 s each on a 2-core CI machine run with `make test-slow`; each is named by a
+# call only it makes, so an edit elsewhere in the README does not move the marks.
+HEAVY = ("jt.learn.tune(", "fit(BuildingRC", "jt.simulate.simulate(", "jt.twin.Twin.from_model(", "jax.vmap(mpc.solve)",
+         "jt.qp.InteriorPoint()")  # fmt: skip
+CASES = [pytest.param(i, marks=pytest.mark.slow) if any(k in b for k in HEAVY) else i for i, b in enumerate(BLOCKS)]
+
+
+def test_heavy_markers_each_name_one_example():
+    assert all(sum(k in b for b in BLOCKS) == 1 for k in HEAVY)
+
+
+@pytest.mark.parametrize("index", CASES)
 def test_readme_example_runs(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     namespace: dict = {"__name__": f"readme_example_{index}"}

@@ -102,15 +102,25 @@ def test_state_and_input_plots_show_setpoint_band_limits_and_threshold(run):
 
 
 def test_cli_run_writes_out_dir_and_prints_units(tmp_path, capsys):
+    """With another controller kind (an LQR): the report and plots score the configured MPC problem's
+    costs and bounds, which the LQR does not carry (they read LinearMPC attributes and failed)."""
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
+    assert 'kind = "mpc"' in TINY
+    config.write_text(TINY.replace('kind = "mpc"', 'kind = "lqr"'))
     out = tmp_path / "report"
-    assert cli.main(["run", str(config), "--out", str(out)]) == 0  # the fixture's shapes: no recompilation
+    assert cli.main(["run", str(config), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert f"report and plots: {out}/" in text
     assert {p.name for p in out.iterdir()} == {"report.json", "states.png", "inputs.png", "kpis.png"}
-    assert "heat_energy" in text and "kWh" in text and "precision: model and estimator float64, MPC QP float64" in text
+    assert "KF + LQR (horizon" in text and "precision: model and estimator float64, controller float64\n" in text
+    assert "heat_energy" in text and "kWh" in text
     assert "parameters: configured [plant.params] zones=2" in text and "compilation" in text
+
+
+def test_header_names_the_controller_and_its_qp_solver(run):
+    header = run[1].header()
+    assert "KF + MPC (horizon 4 steps" in header
+    assert "precision: model and estimator float64, controller float64 (QP solver admm, eps 0.0001" in header
 
 
 def test_kpi_words_per_plant():

@@ -123,6 +123,7 @@ def test_unrolled_solver_gradient_equals_implicit(mismatched):
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-6)
 
 
+@pytest.mark.slow  # 61 s; the README's tuning example and the gradient test run by default
 def test_tuning_improves_held_out_kpi():
     """Badly chosen weights (R = 10: sluggish) on a mismatched twin; tuned on one batch, the
     KPI improves on scenarios with other noise, forecasts and initial states."""

@@ -47,6 +47,7 @@ def noiseless(model):
     return eqx.tree_at(lambda m: (m.Q_factor, m.R_factor), model, (zero(model.Q_factor), zero(model.R_factor)))
 
 
+@pytest.mark.slow  # 44 s; the twin loop is checked against a hand loop by test_kf_twin_equals_hand_loop_with_filterpy
 def test_perfect_model_reproduces_nominal_mpc_loop():
     true = noiseless(plant())
     twin_model = eqx.tree_at(lambda m: m.Q_factor, plant(), jnp.zeros((4, 4)))  # exact prediction, cov stays 0
@@ -104,6 +105,7 @@ def closed_loop_cost(out, mpc):
     return np.einsum("stn,nm,stm->s", e, np.asarray(mpc.Q), e) + np.einsum("stn,nm,stm->s", u, np.asarray(mpc.R), u)
 
 
+@pytest.mark.slow  # 68 s (make test-slow)
 def test_delay_compensation_removes_the_cost_of_a_known_delay():
     true = eqx.tree_at(lambda m: m.Q_factor, plant(), jnp.zeros((4, 4)))  # measurement noise only
     sc = scenarios(true, count=4, seed=2)
@@ -117,6 +119,7 @@ def test_delay_compensation_removes_the_cost_of_a_known_delay():
     assert recovered > 0.95 and costs["compensated"] < 1.05 * costs["none"], costs
 
 
+@pytest.mark.slow  # 55 s
 def test_chunked_run_equals_single_run_and_missing_data_is_skipped():
     model = plant()
     twin = make_twin(model)
@@ -132,6 +135,7 @@ def test_chunked_run_equals_single_run_and_missing_data_is_skipped():
     assert np.all(np.isfinite(np.asarray(one.u))) and np.all(np.isfinite(np.asarray(one.xhat)))
 
 
+@pytest.mark.slow  # 24 s
 def test_repeated_simulate_reuses_the_compiled_loop():
     """A second simulate call on new scenarios of the same shapes compiles nothing."""
     model = plant()
@@ -152,6 +156,7 @@ def test_repeated_simulate_reuses_the_compiled_loop():
     assert "/jax/core/compile/backend_compile_duration" not in compiles, compiles
 
 
+@pytest.mark.slow  # 56 s; float32 QP solves are checked in test_qp (test_float32_runs)
 def test_float32_controller_matches_float64_twin():
     """Mixed precision: the MPC in float32 (at eps 1e-4), model and KF in float64, gives the
     float64 twin's closed loop to the solver tolerance; outputs keep float64."""
@@ -205,6 +210,7 @@ SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # 66 s; sharding over a device mesh is also tested by test_distributed_devices (consensus ADMM)
 def test_sharded_simulation_equals_single_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     code = SHARDED.format(tests=os.path.dirname(__file__))

@@ -81,6 +81,7 @@ def hand_kf_loop(controller_input, w, v, q, r, cov0):
     return np.asarray(xs), np.asarray(us)
 
 
+@pytest.mark.slow  # 34 s
 def test_tube_twin_equals_the_tube_controllers_own_closed_loop():
     """Measuring the state exactly, the tube twin is TubeMPC.simulate's loop (u = v + K(x − z))."""
     tube = TubeMPC(A, B, 9, Q, R, X, U, W)
@@ -107,6 +108,7 @@ def test_lqr_twin_equals_numpy_kf_and_scipy_dare_gain():
     np.testing.assert_allclose(xs, xr, atol=1e-9)
 
 
+@pytest.mark.slow  # 29 s (chance); the polytopic case is cheaper but shares the parametrisation
 @pytest.mark.parametrize("kind", ["chance", "polytopic"])
 def test_chance_and_polytopic_twins_equal_hand_kf_loops(kind):
     """The chance twin plans from the filter's mean *and covariance* at every step; the hand loop passes
@@ -191,7 +193,9 @@ def test_twin_refuses_what_is_not_a_controller_and_mismatched_disturbances():
         Twin(withd, jt.estimation.KF(), mpc)
 
 
-@pytest.mark.parametrize("kind", ["lqr", "chance", "polytopic", "tube"])
+@pytest.mark.parametrize(
+    "kind", ["lqr", pytest.param("chance", marks=pytest.mark.slow), "polytopic", pytest.param("tube", marks=pytest.mark.slow)]
+)  # chance 26 s, tube 33 s (make test-slow); the output-feedback tube twin runs by default below
 def test_config_controller_kinds_build_twins_that_step(kind, tmp_path):
     """``[controller] kind`` selects the controller; the twin steps with it and keeps the coolant in its box."""
     from jtwin.config import load_config

@@ -121,6 +121,7 @@ def test_a_plant_that_really_moved_is_accepted_after_reset_after_rejections(buil
     assert us.min() >= 0.0 and us.max() <= UMAX
 
 
+@pytest.mark.slow  # 39 s; the fuzz test (1e300 bursts) and the HTTP reset test run by default
 def test_a_poisoned_state_is_reinitialised_inside_the_step(building):
     """An incoming belief with a non-PSD covariance, a NaN mean or a NaN plan, or a NaN forecast: finite, boxed
     inputs, the reset / fallback flags set and counted, and a healthy belief stored."""

@@ -63,6 +63,12 @@ def _estimator(cfg: Config):
     return build_estimator(cfg)
 
 
+def _prior_covariance(cfg: Config, n: int):
+    from ..run import prior_covariance  # the twin's prior, as `jtwin run` builds it
+
+    return prior_covariance(cfg, n)
+
+
 def train_config(
     config: str | Path,
     logs: str | Path,
@@ -76,7 +82,7 @@ def train_config(
     """Fit the plant of ``config`` to the log ``logs`` and write the report into ``out_dir``.
 
     Options come from ``options`` or the config's ``[train]`` table (defaults otherwise);
-    ``method`` overrides ``train.method``.  The state prior is ``N(simulation.x0, estimator.cov0·I)``
+    ``method`` overrides ``train.method``.  The state prior is ``N(simulation.x0, P0)`` with ``P0`` from ``estimator.cov0`` (:func:`jtwin.run.prior_covariance`)
     and the filter is the config's ``[estimator]``.  ``out_dir`` defaults to ``train_<config stem>``.
     A log without any measurement is refused (``ValueError``); with ``drop_outliers`` the readings
     :meth:`~jtwin.logs.PlantLog.outliers` flags are set missing before the fit.
@@ -101,7 +107,7 @@ def train_config(
         params,
         log,
         mean0=jnp.asarray(x0),
-        cov0=cfg.estimator.cov0 * jnp.eye(n),
+        cov0=jnp.asarray(_prior_covariance(cfg, n)),
         to_model=to_model,
         method=opts.method,
         trainable=opts.trainable_names or DEFAULT_TRAINABLE.get(cfg.plant.kind),

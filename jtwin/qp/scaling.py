@@ -9,7 +9,7 @@ Its solution maps back as ``x = D x̄``, ``y = E ȳ / c``, ``Ax = E⁻¹ z̄``.
 
 Each Ruiz pass divides every column of the KKT matrix ``[[P, Aᵀ], [A, 0]]`` by
 the square root of its ∞-norm, then rescales the cost so the mean column norm
-of ``P`` (or ``‖q‖∞`` when larger) becomes one.  Norms are clipped to
+of ``P`` (or ``‖q‖∞`` when larger; for a batch the median problem's) becomes one.  Norms are clipped to
 ``[1e-4, 1e4]`` (tiny norms are treated as one) exactly as OSQP does.
 The scaling carries no gradient: the QP's solution does not depend on it.
 """
@@ -48,7 +48,9 @@ def ruiz_equilibrate(
 
     ``q`` is the linear cost, or a batch of them (leading axes) for problems
     that share ``P`` and ``A``; it only enters the cost scale ``c`` through
-    ``max ‖D q‖∞``.  ``iterations=0`` returns the identity scaling.
+    ``‖D q‖∞``, for a batch the median over its problems (the maximum let one
+    problem with a huge cost shrink everyone's ``c`` and stall the whole batch).
+    ``iterations=0`` returns the identity scaling.
     """
     P, A, q = jax.lax.stop_gradient((P, A, q))
     n, m = P.shape[0], A.shape[0]
@@ -65,7 +67,8 @@ def ruiz_equilibrate(
         A = e[:, None] * A * d[None, :]
         D, E = D * d, E * e
         q = d * q
-        cost = jnp.maximum(_limit(jnp.mean(jnp.max(jnp.abs(P), axis=0))), _limit(c * jnp.max(jnp.abs(q))))
+        q_norm = jnp.median(jnp.max(jnp.abs(q), axis=-1))  # a batch's typical problem, not its largest
+        cost = jnp.maximum(_limit(jnp.mean(jnp.max(jnp.abs(P), axis=0))), _limit(c * q_norm))
         gamma = 1.0 / _limit(cost)
         P = gamma * P
         c = c * gamma

@@ -62,7 +62,7 @@ def plotted_states(result) -> np.ndarray:
     n = result.model.state_dim
     if n <= 3:
         return np.arange(n)
-    return np.flatnonzero(np.diag(np.asarray(result.twin.controller.Q)) > 0)
+    return np.flatnonzero(np.diag(np.asarray(result.problem.Q)) > 0)
 
 
 def _grid(count: int, cols: int, width: float = 5.0, height: float = 2.8):
@@ -84,7 +84,7 @@ def _finish(fig, axes, result, what: str):
 
 def states_figure(result):
     """States over time against setpoint and band, and the disturbances (module docstring)."""
-    words, mpc = result.words, result.twin.controller
+    words, mpc = result.words, result.problem
     t, x = _time(result), np.asarray(result.rollout.x)
     x_off, _ = _plant_offsets(result)
     ref = np.asarray(mpc.xref)[0] + x_off
@@ -114,7 +114,7 @@ def states_figure(result):
 
 def inputs_figure(result):
     """Inputs against their limits and the total demand against the threshold (module docstring)."""
-    words, mpc = result.words, result.twin.controller
+    words, mpc = result.words, result.problem
     t, u = _time(result), np.asarray(result.rollout.u)
     _, u_off = _plant_offsets(result)
     umin, umax = np.asarray(mpc.umin) + u_off, np.asarray(mpc.umax) + u_off

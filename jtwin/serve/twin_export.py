@@ -65,17 +65,17 @@ def export_twin(
 
 def twin_from_config(path: str) -> tuple[Twin, TwinState]:
     """The twin of a TOML config (``jtwin.run.build_twin``: estimator + MPC on the plant's model) and its
-    initial state ``N(simulation.x0, estimator.cov0 · I)`` (``x0`` zero when not given), with the
+    initial state ``N(simulation.x0, P0)`` (``P0`` from ``estimator.cov0``: :func:`jtwin.run.prior_covariance`) (``x0`` zero when not given), with the
     dtypes the step returns (so ``state0`` and every later state share one jit compilation)."""
     from ..config import load_config
-    from ..run import build_twin
+    from ..run import build_twin, prior_covariance
 
     cfg = load_config(path)
     model = cfg.plant.build()
     twin = build_twin(cfg, model)
     n = model.state_dim
     x0 = jnp.zeros(n) if cfg.simulation.x0 is None else jnp.asarray(cfg.simulation.x0, float)
-    state0 = twin.init(x0, cfg.estimator.cov0 * jnp.eye(n, dtype=x0.dtype))
+    state0 = twin.init(x0, jnp.asarray(prior_covariance(cfg, n), x0.dtype))
     fn, _ = twin_step(twin)
     _, returned = jax.eval_shape(fn, *twin_example_args(twin, state0))
     return twin, adopt_weak_dtypes(state0, returned)
