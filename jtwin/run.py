@@ -18,7 +18,7 @@ from . import estimation
 from ._checks import covariance_from_factor
 from .config import Config, ConfigError, load_config
 from .control import LinearMPC
-from .control.kinds import controller_like
+from .control.kinds import CONTROLLER_NAMES, controller_like
 from .kpi import format_summary, scenario_kpis, summarize
 from .models import AbstractModel, LinearModel, jacobian_transform, steady_state
 from .models.library import load_tmy3_greensboro
@@ -193,9 +193,6 @@ def _with_controller_kind(cfg: Config, model: AbstractModel, twin: Twin) -> Twin
     return twin if c.precision == "float64" else twin.with_controller_dtype(jnp.dtype(c.precision))
 
 
-_KIND_NAMES = {"mpc": "MPC", "tube": "tube MPC", "chance": "chance-constrained MPC", "polytopic": "polytopic MPC", "lqr": "LQR"}
-
-
 @dataclass(frozen=True)
 class RunResult:
     """What ``jtwin run`` computed: the closed-loop ``rollout`` of ``scenarios`` × ``steps`` of the configured
@@ -250,14 +247,14 @@ class RunResult:
         rate = self.scenarios * self.steps / max(t.run_s, 1e-9)
         lines = [
             f"jtwin run {cfg.source}: {cfg.plant.kind} plant ({n} states, {m} inputs), twin = "
-            f"{cfg.estimator.kind.upper()} + {_KIND_NAMES[cfg.controller.kind]} "
+            f"{cfg.estimator.kind.upper()} + {CONTROLLER_NAMES[cfg.controller.kind]} "
             f"(horizon {self.twin.horizon} steps = {self.twin.horizon * dt:g} {unit}), {delay}",
             f"parameters: {params}",
             f"precision: model and estimator {self.precision['model_and_estimator']}, controller {self.precision['mpc']}"
-            + (
-                ""
-                if cfg.controller.kind == "lqr"
-                else f" (QP solver {cfg.controller.solver}, eps {cfg.controller.eps:g}, max_iter {cfg.controller.max_iter})"
+            + (  # the QP's settings, for the kinds that solve one (all but the LQR)
+                f" (QP solver {cfg.controller.solver}, eps {cfg.controller.eps:g}, max_iter {cfg.controller.max_iter})"
+                if cfg.controller.kind != "lqr"
+                else ""
             ),
             f"{self.scenarios} scenarios x {self.steps} steps of {dt:g} {unit} ({self.steps * dt:g} {unit}): "
             f"run {t.run_s:.2f} s = {rate:,.0f} scenario-steps/s, plus {t.compile_s:.2f} s compilation",

@@ -18,13 +18,8 @@ from jtwin.simulate import noise_closed_loops
 from jtwin.twin import Twin
 from jtwin.uncertainty import Polytope
 
-# Mayne, Seron & Raković (2005): double integrator, x₂ ≤ 2, |u| ≤ 1, ‖w‖∞ ≤ 0.1 (as tests/test_tube.py)
-A = np.array([[1.0, 1.0], [0.0, 1.0]])
-B = np.array([[0.5], [1.0]])
-Q, R = np.eye(2), np.array([[0.01]])
-X = Polytope.box([-np.inf, -np.inf], [np.inf, 2.0])
-U = Polytope.box([-1.0], [1.0])
-W = Polytope.box([-0.1, -0.1], [0.1, 0.1])
+from test_tube import A, B, Q, R, U, W, X  # Mayne, Seron & Raković (2005): double integrator, x₂ ≤ 2, |u| ≤ 1, ‖w‖∞ ≤ 0.1
+
 X0 = np.array([-5.0, -2.0])
 STEPS = 25
 

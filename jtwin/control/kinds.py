@@ -22,7 +22,9 @@ from .base import LQR, AbstractController
 from .mpc import LinearMPC
 from .robust import ChanceMPC, PolytopicMPC, TubeMPC
 
-CONTROLLER_KINDS = ("mpc", "tube", "chance", "polytopic", "lqr")
+#: Each kind's name in words (``jtwin run``'s header).
+CONTROLLER_NAMES = {"mpc": "MPC", "tube": "tube MPC", "chance": "chance-constrained MPC", "polytopic": "polytopic MPC", "lqr": "LQR"}
+CONTROLLER_KINDS = tuple(CONTROLLER_NAMES)
 
 
 def _box(lo, hi) -> Polytope | None:
