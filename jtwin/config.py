@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from .control.kinds import CONTROLLER_KINDS
 from .learn.options import TrainOptions
 from .models import library
 from .qp.registry import SOLVERS, make_solver
@@ -75,7 +76,6 @@ PLANTS = {
 }
 # builders that forward **params to a class of physical parameters
 _PARAMETER_CLASSES = {"building": library.BuildingRC, "cstr": library.CSTRDynamics}
-CONTROLLERS = ("mpc", "tube", "chance", "polytopic", "lqr")  # jtwin.control.kinds.CONTROLLER_KINDS
 PRECISIONS = ("float64", "float32")
 ESTIMATORS = ("kf", "ekf", "ukf", "srukf")
 TABLES = ("plant", "simulation", "weather", "disturbance", "controller", "estimator", "sync", "drift", "train")
@@ -302,8 +302,8 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
             "controller.setpoint: missing required field: the reference of the measured states "
             "(a number, or one per measured state, e.g. setpoint = 21.0)"
         )
-    if ctrl.kind not in CONTROLLERS:
-        raise ConfigError(f"controller.kind: expected one of {list(CONTROLLERS)}, got {ctrl.kind!r}")
+    if ctrl.kind not in CONTROLLER_KINDS:
+        raise ConfigError(f"controller.kind: expected one of {list(CONTROLLER_KINDS)}, got {ctrl.kind!r}")
     for lo, hi in (("umin", "umax"), ("xmin", "xmax")):
         low, high = np.atleast_1d(getattr(ctrl, lo)), np.atleast_1d(getattr(ctrl, hi))
         if low.size != high.size and 1 not in (low.size, high.size):
